@@ -1,0 +1,471 @@
+/*
+ * Collections of one isolate: when they run, what they do, what they
+ * report. Also the isolate's heap set-up, allocation entry points and
+ * external memory.
+ *
+ * Note [Full collection]
+ * A full collection is a scavenge that joins marking, then marking, then
+ * sweeping:
+ *   1. The scavenge evacuates the young generation as usual and, on the
+ *      way, shades every old object referenced from a root or from a
+ *      surviving young object; objects it promotes are allocated black and
+ *      scanned. After it, every young object is a survivor whose old
+ *      referents are grey or black.
+ *   2. Marking drains the segment worklist: it traces old objects only
+ *      (young referents are survivors already scanned in step 1).
+ *   3. Sweeping rebuilds the free lists from unmarked gaps, clears the
+ *      remembered-set bits of dead objects, frees unmarked large objects
+ *      and empty pages, and clears mark bits.
+ * An isolate's old objects are reachable only from that isolate (there are
+ * no cross-isolate references), so one isolate's full collection marks
+ * and sweeps just its own pages, pausing nobody else. The marking engine
+ * itself (mark.c, worklist.c) makes no assumption that the isolate is
+ * stopped; it is the one concurrent marker threads run.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "gc_internal.h"
+
+#define DEFAULT_MAX_YOUNG (32u << 20)
+#define MIN_MAX_YOUNG (512u << 10)
+#define DEFAULT_MAX_OLD ((size_t)2 << 30)
+#define MIN_MAX_OLD ((size_t)1 << 20)
+#define MIN_TRIGGER ((size_t)8 << 20)
+
+/* ---- set-up ---- */
+
+static unsigned env_flag(const char *name) {
+  const char *v = getenv(name);
+  return v && v[0] && strcmp(v, "0") != 0;
+}
+
+static void env_stress(gc_heap *h) {
+  const char *v = getenv("ISO_GC_STRESS");
+  if (!v) return;
+  unsigned long n;
+  const char *s = strstr(v, "scavenge=");
+  if (s && (n = strtoul(s + 9, NULL, 10)) > 0) h->stress_scavenge_every = (unsigned)n;
+  const char *f = strstr(v, "full=");
+  if (f && (n = strtoul(f + 5, NULL, 10)) > 0) h->stress_full_every = (unsigned)n;
+  if (h->stress_full_every && !h->stress_scavenge_every)
+    h->stress_scavenge_every = UINT32_MAX;
+}
+
+static void update_trigger(gc_heap *h, size_t live) {
+  /* Grow by half the live size (at least MIN_TRIGGER) before the next
+   * full collection, as V8's and Go's pacers do in spirit: the cost of a
+   * full collection is paid for by proportional allocation. */
+  size_t grow = live / 2 > MIN_TRIGGER ? live / 2 : MIN_TRIGGER;
+  size_t t = live + grow;
+  h->old.trigger = t < h->old.limit ? t : h->old.limit;
+}
+
+iso_status gc_heap_init(iso_isolate *iso, const iso_isolate_params *p) {
+  gc_heap *h = &iso->heap;
+  memset(h, 0, sizeof *h);
+  size_t young = p->max_young_generation_size ? p->max_young_generation_size
+                                              : DEFAULT_MAX_YOUNG;
+  size_t old = p->max_old_generation_size ? p->max_old_generation_size
+                                          : DEFAULT_MAX_OLD;
+  if (young < MIN_MAX_YOUNG || old < MIN_MAX_OLD)
+    return isolate_fail(ISO_ERR_RANGE,
+                        "iso_isolate_new: max_young_generation_size must be "
+                        ">= 512 KiB and max_old_generation_size >= 1 MiB");
+  h->flags = p->flags;
+  if (env_flag("ISO_TRACE_GC")) h->flags |= ISO_ISOLATE_TRACE_GC;
+  if (env_flag("ISO_VERIFY_HEAP")) h->flags |= ISO_ISOLATE_VERIFY_HEAP;
+#if ISO_DEBUG_CHECKS >= 2
+  h->flags |= ISO_ISOLATE_VERIFY_HEAP;
+#endif
+  h->debug_flags = p->debug_flags;
+  h->stress_scavenge_every = p->stress_scavenge_every;
+  h->stress_full_every = p->stress_full_every;
+#ifdef ISO_GC_STRESS_DEFAULT
+  if (!h->stress_scavenge_every && !h->stress_full_every) {
+    h->stress_scavenge_every = 7;
+    h->stress_full_every = 101;
+  }
+#endif
+  if (!p->stress_scavenge_every && !p->stress_full_every) env_stress(h);
+  if (h->stress_full_every && !h->stress_scavenge_every)
+    h->stress_scavenge_every = UINT32_MAX;
+  h->trace_cb = p->trace_callback;
+  h->trace_data = p->trace_data;
+  h->old.limit = h->old.initial_limit = old;
+  update_trigger(h, 0);
+  h->start_ns = h->last_gc_end_ns = isolate_now_ns();
+  h->hash_state = (uint32_t)((uintptr_t)iso >> 4) ^ 0x9e3779b9u;
+  gc_young_init(iso, young);
+  return ISO_OK;
+}
+
+static void extern_free_store(gc_heap *h, gc_extern *e) {
+  if (e->data || e->length) {
+    if (e->free_cb) {
+      e->free_cb(e->data, e->length, e->ctx);
+    } else if (!e->external) {
+      free(e->data);
+    }
+  }
+  h->external_bytes -= e->length;
+  h->array_buffer_bytes -= e->length;
+  e->data = NULL;
+  e->length = 0;
+}
+
+static void externs_free_all(gc_heap *h, gc_extern_vec *v) {
+  for (size_t i = 0; i < v->count; i++) {
+    extern_free_store(h, v->items[i]);
+    free(v->items[i]);
+  }
+  free(v->items);
+  memset(v, 0, sizeof *v);
+}
+
+void gc_heap_destroy(iso_isolate *iso) {
+  gc_heap *h = &iso->heap;
+  externs_free_all(h, &h->young_externs);
+  externs_free_all(h, &h->old_externs);
+  gc_young_release_all(iso);
+  gc_old_release_all(iso);
+}
+
+/* ---- allocation ---- */
+
+void gc_object_init(iso_isolate *iso, void *mem, uint32_t type, size_t bytes) {
+  const gc_type *t = &iso->rt->types[type];
+  uint64_t *o = mem;
+  o[0] = gc_hdr_make(type, bytes / 8);
+  size_t words = bytes / 8, slots = 0;
+  if (t->layout == GC_LAYOUT_FIXED) slots = t->slot_count;
+  if (t->layout == GC_LAYOUT_ALL) slots = words - 1;
+  for (size_t i = 1; i <= slots; i++) o[i] = ISO_UNDEFINED;
+  if (words > slots + 1) memset(o + 1 + slots, 0, (words - slots - 1) * 8);
+}
+
+iso_value gc_alloc(iso_isolate *iso, uint32_t type, size_t bytes) {
+  char *top = iso->inl.alloc_top;
+  void *mem;
+  if (bytes < GC_LARGE_OBJECT_SIZE && top &&
+      (size_t)(iso->inl.alloc_limit - top) >= bytes) {
+    iso->inl.alloc_top = top + bytes;
+    mem = top;
+  } else {
+    mem = gc_alloc_young_slow(iso, bytes);
+    if (!mem) {
+      if (iso_last_status() != ISO_ERR_OUT_OF_MEMORY)
+        isolate_fail(ISO_ERR_OUT_OF_MEMORY,
+                     "heap limit reached allocating %zu bytes", bytes);
+      return 0;
+    }
+  }
+  gc_object_init(iso, mem, type, bytes);
+  return (iso_value)(uintptr_t)mem;
+}
+
+iso_value gc_alloc_old(iso_isolate *iso, uint32_t type, size_t bytes) {
+  void *mem = gc_old_alloc_raw(iso, bytes, true);
+  if (!mem) {
+    gc_full(iso, GC_REASON_LIMIT);
+    mem = gc_old_alloc_raw(iso, bytes, true);
+  }
+  if (!mem) {
+    isolate_fail(ISO_ERR_OUT_OF_MEMORY,
+                 "heap limit reached allocating %zu bytes in the old "
+                 "generation (limit %zu)",
+                 bytes, iso->heap.old.limit);
+    return 0;
+  }
+  gc_object_init(iso, mem, type, bytes);
+  return (iso_value)(uintptr_t)mem;
+}
+
+size_t gc_object_size(iso_value v) {
+  return gc_size_from_header(v, gc_header(v));
+}
+
+size_t gc_object_slot_count(iso_value v) {
+  uint64_t h = gc_header(v);
+  return gc_slots_from_header(isolate_runtime_of(v)->types, h,
+                              gc_size_from_header(v, h));
+}
+
+uint32_t gc_identity_hash(iso_isolate *iso, iso_value v) {
+  uint64_t h = gc_header(v);
+  uint32_t hash = gc_hdr_hash(h);
+  if (hash) return hash;
+  uint32_t x = iso->heap.hash_state;
+  do {
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    hash = x & (uint32_t)GC_HDR_HASH_MASK;
+  } while (hash == 0);
+  iso->heap.hash_state = x;
+  thr_store_relaxed(gc_obj(v), h | ((uint64_t)hash << GC_HDR_HASH_SHIFT));
+  return hash;
+}
+
+/* ---- external memory ---- */
+
+static bool vec_push(gc_extern_vec *v, gc_extern *e) {
+  if (v->count == v->cap) {
+    size_t cap = v->cap ? v->cap * 2 : 16;
+    gc_extern **n = realloc(v->items, cap * sizeof *n);
+    if (!n) return false;
+    v->items = n;
+    v->cap = cap;
+  }
+  v->items[v->count++] = e;
+  return true;
+}
+
+gc_extern *gc_extern_add(iso_isolate *iso, iso_value obj, void *data,
+                         size_t length, iso_free_callback free_cb, void *ctx,
+                         bool external) {
+  gc_heap *h = &iso->heap;
+  gc_extern *e = calloc(1, sizeof *e);
+  if (!e) return NULL;
+  e->data = data;
+  e->length = length;
+  e->free_cb = free_cb;
+  e->ctx = ctx;
+  e->obj = obj;
+  e->external = external;
+  gc_extern_vec *v = gc_is_young_ref(obj) ? &h->young_externs : &h->old_externs;
+  if (!vec_push(v, e)) {
+    free(e);
+    return NULL;
+  }
+  h->external_bytes += length;
+  h->array_buffer_bytes += length;
+  return e;
+}
+
+void gc_extern_release(iso_isolate *iso, gc_extern *e) {
+  extern_free_store(&iso->heap, e);
+  e->detached = true;
+}
+
+void gc_externs_after_scavenge(iso_isolate *iso) {
+  gc_heap *h = &iso->heap;
+  gc_extern_vec *y = &h->young_externs;
+  size_t kept = 0;
+  for (size_t i = 0; i < y->count; i++) {
+    gc_extern *e = y->items[i];
+    uint64_t hdr = *gc_obj(e->obj);
+    if (!gc_hdr_is_forward(hdr)) {
+      extern_free_store(h, e); /* its buffer died young */
+      free(e);
+      continue;
+    }
+    e->obj = (iso_value)hdr;
+    if (gc_is_young_ref(e->obj)) {
+      y->items[kept++] = e;
+    } else if (!vec_push(&h->old_externs, e)) {
+      y->items[kept++] = e; /* retry the move at the next scavenge */
+    }
+  }
+  y->count = kept;
+}
+
+void gc_externs_after_mark(iso_isolate *iso) {
+  gc_heap *h = &iso->heap;
+  gc_extern_vec *o = &h->old_externs;
+  size_t kept = 0;
+  for (size_t i = 0; i < o->count; i++) {
+    gc_extern *e = o->items[i];
+    if (!gc_mark_test(e->obj)) {
+      extern_free_store(h, e);
+      free(e);
+      continue;
+    }
+    o->items[kept++] = e;
+  }
+  o->count = kept;
+}
+
+/* ---- tracing and callbacks ---- */
+
+static const char *reason_name(gc_reason r) {
+  switch (r) {
+    case GC_REASON_ALLOCATION_FAILURE:
+      return "allocation failure";
+    case GC_REASON_TESTING:
+      return "testing";
+    case GC_REASON_STRESS:
+      return "stress";
+    case GC_REASON_LIMIT:
+      return "heap limit";
+    case GC_REASON_TRIGGER:
+      return "old space growth";
+  }
+  return "unknown";
+}
+
+static void callbacks(iso_isolate *iso, iso_gc_phase phase, iso_gc_kind k) {
+  for (int i = 0; i < GC_MAX_CALLBACKS; i++)
+    if (iso->heap.gc_callbacks[i].cb)
+      iso->heap.gc_callbacks[i].cb(iso, phase, k,
+                                   iso->heap.gc_callbacks[i].data);
+}
+
+typedef struct gc_cycle {
+  uint64_t start_ns;
+  size_t used_before, total_before;
+} gc_cycle;
+
+static void cycle_begin(iso_isolate *iso, gc_cycle *c, iso_gc_kind k) {
+  iso->heap.in_gc = true;
+  callbacks(iso, ISO_GC_PROLOGUE, k);
+  c->used_before = gc_heap_used(iso);
+  c->total_before = gc_heap_total(iso);
+  /* Account young allocation since the last scavenge before it is gone. */
+  size_t used = gc_young_used(iso);
+  if (used > iso->heap.young.survived_bytes)
+    iso->heap.allocated_bytes_total += used - iso->heap.young.survived_bytes;
+  c->start_ns = isolate_now_ns();
+}
+
+static void cycle_end(iso_isolate *iso, gc_cycle *c, iso_gc_kind k,
+                      gc_reason reason) {
+  gc_heap *h = &iso->heap;
+  if (h->flags & ISO_ISOLATE_VERIFY_HEAP) {
+    if (gc_verify(iso) != ISO_OK) {
+      fprintf(stderr, "libisolate: heap verification failed after %s: %s\n",
+              k == ISO_GC_FULL ? "Mark-Sweep" : "Scavenge", iso_last_error());
+      abort();
+    }
+  }
+  uint64_t end = isolate_now_ns();
+  double ms = (double)(end - c->start_ns) / 1e6;
+  gc_pause_hist_add(k == ISO_GC_FULL ? &h->full_pauses : &h->scavenge_pauses,
+                    ms);
+  gc_pause_hist_add(&h->all_pauses, ms);
+  double since_last = (double)(end - h->last_gc_end_ns) / 1e6;
+  double elapsed = (double)(end - h->start_ns) / 1e6;
+  h->pause_ms_total += ms;
+  if (h->flags & ISO_ISOLATE_TRACE_GC) {
+    char line[320];
+    double mb = 1024.0 * 1024.0;
+    double avg_mu = elapsed > 0 ? 1.0 - h->pause_ms_total / elapsed : 1.0;
+    double cur_mu = since_last > 0 ? 1.0 - ms / since_last : 1.0;
+    snprintf(line, sizeof line,
+             "[%d:%p:%s] %8.0f ms: %s %.1f (%.1f) -> %.1f (%.1f) MB, "
+             "%.2f / %.2f ms  (average mu = %.3f, current mu = %.3f) %s;",
+             (int)getpid(), (void *)iso, iso->name, elapsed,
+             k == ISO_GC_FULL ? "Mark-Sweep" : "Scavenge",
+             (double)c->used_before / mb, (double)c->total_before / mb,
+             (double)gc_heap_used(iso) / mb, (double)gc_heap_total(iso) / mb,
+             ms, 0.0, avg_mu < 0 ? 0 : avg_mu, cur_mu < 0 ? 0 : cur_mu,
+             reason_name(reason));
+    if (h->trace_cb) {
+      h->trace_cb(h->trace_data, line);
+    } else {
+      fprintf(stderr, "%s\n", line);
+    }
+  }
+  h->last_gc_end_ns = end;
+  callbacks(iso, ISO_GC_EPILOGUE, k);
+  h->in_gc = false;
+}
+
+/* ---- the collections ---- */
+
+void gc_scavenge(iso_isolate *iso, gc_reason reason) {
+  gc_heap *h = &iso->heap;
+  if (h->in_gc) return;
+  gc_cycle c;
+  cycle_begin(iso, &c, ISO_GC_MINOR);
+  gc_scavenge_work(iso, NULL);
+  if (gc_old_committed(h) > h->old.trigger) h->full_gc_requested = true;
+  cycle_end(iso, &c, ISO_GC_MINOR, reason);
+}
+
+void gc_full(iso_isolate *iso, gc_reason reason) {
+  gc_heap *h = &iso->heap;
+  if (h->in_gc) return;
+  gc_cycle c;
+  cycle_begin(iso, &c, ISO_GC_FULL);
+  gc_worklist wl;
+  gc_worklist_local local;
+  gc_worklist_init(&wl);
+  gc_worklist_local_init(&local, &wl);
+  gc_scavenge_work(iso, &local);
+  gc_mark_drain(iso->rt->types, &local);
+  gc_worklist_local_finish(&local);
+  gc_worklist_destroy(&wl);
+  gc_old_retire_lab(iso); /* makes the LAB a filler; sweep resets lists */
+  gc_externs_after_mark(iso);
+  size_t live = gc_old_sweep(iso);
+  h->old.live_after_full = live;
+  h->old.allocated_since_full = 0;
+  update_trigger(h, gc_old_committed(h));
+  h->full_gc_requested = false;
+  cycle_end(iso, &c, ISO_GC_FULL, reason);
+}
+
+void gc_poll(iso_isolate *iso) {
+  gc_heap *h = &iso->heap;
+  if (h->in_gc) return;
+  if (h->stress_scavenge_every) {
+    h->stress_count++;
+    if (h->stress_full_every && h->stress_count % h->stress_full_every == 0)
+      gc_full(iso, GC_REASON_STRESS);
+    else if (h->stress_count % h->stress_scavenge_every == 0)
+      gc_scavenge(iso, GC_REASON_STRESS);
+  }
+  if (h->full_gc_requested) gc_full(iso, GC_REASON_TRIGGER);
+}
+
+iso_status iso_gc(iso_isolate *iso, iso_gc_kind kind) {
+  iso_status st = ISOLATE_CHECK(iso);
+  if (st != ISO_OK) return st;
+  if (kind != ISO_GC_MINOR && kind != ISO_GC_FULL)
+    return isolate_fail(ISO_ERR_ARGUMENT,
+                        "iso_gc: kind must be ISO_GC_MINOR or ISO_GC_FULL");
+  if (iso->heap.in_gc)
+    return isolate_fail(ISO_ERR_STATE,
+                        "iso_gc: called from inside a collection");
+  if (kind == ISO_GC_MINOR) {
+    gc_scavenge(iso, GC_REASON_TESTING);
+  } else {
+    gc_full(iso, GC_REASON_TESTING);
+  }
+  return ISO_OK;
+}
+
+/* ---- walking the heap ---- */
+
+void gc_make_iterable(iso_isolate *iso) {
+  gc_old *o = &iso->heap.old;
+  if (o->lab_top && o->lab_top < o->lab_limit)
+    gc_fill(o->lab_top, (size_t)(o->lab_limit - o->lab_top));
+}
+
+static void walk_range(iso_isolate *iso, char *from, char *to,
+                       gc_object_visitor fn, void *ctx) {
+  while (from < to) {
+    iso_value o = (iso_value)(uintptr_t)from;
+    size_t bytes = gc_hdr_words(*gc_obj(o)) * 8;
+    fn(iso, o, ctx);
+    if (bytes == 0) return; /* corrupt; the verifier reports it */
+    from += bytes;
+  }
+}
+
+void gc_walk_heap(iso_isolate *iso, gc_object_visitor fn, void *ctx) {
+  gc_heap *h = &iso->heap;
+  gc_make_iterable(iso);
+  for (gc_page *p = h->young.pages; p; p = p->next)
+    walk_range(iso, p->area_start,
+               p == h->young.last ? iso->inl.alloc_top : p->area_end, fn, ctx);
+  for (gc_page *p = h->old.pages; p; p = p->next)
+    walk_range(iso, p->area_start, p->area_end, fn, ctx);
+  for (gc_page *p = h->old.large; p; p = p->next)
+    fn(iso, (iso_value)(uintptr_t)p->area_start, ctx);
+}

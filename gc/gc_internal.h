@@ -1,0 +1,105 @@
+/*
+ * Declarations shared by the files of gc/ and nothing else.
+ */
+#ifndef GC_INTERNAL_H
+#define GC_INTERNAL_H
+
+#include "isolate_internal.h"
+#include "worklist.h"
+
+/* ---- object geometry, given the runtime's type table ---- */
+
+static inline size_t gc_size_from_header(iso_value v, uint64_t hdr) {
+  size_t w = gc_hdr_words(hdr);
+  if (w != 0) return w * 8;
+  return gc_page_of(gc_obj(v))->object_size;
+}
+
+static inline size_t gc_slots_from_header(const gc_type *types, uint64_t hdr,
+                                          size_t size) {
+  const gc_type *t = &types[gc_hdr_type(hdr)];
+  switch (t->layout) {
+    case GC_LAYOUT_FIXED:
+      return t->slot_count;
+    case GC_LAYOUT_ALL:
+      return size / 8 - 1;
+    default:
+      return 0;
+  }
+}
+
+/* Fills [start, start+bytes) with one filler object (bytes may be 0). */
+static inline void gc_fill(void *start, size_t bytes) {
+  if (bytes) *(uint64_t *)start = gc_hdr_make(GC_TYPE_FILLER, bytes / 8);
+}
+
+static inline bool gc_is_young_ref(iso_value v) {
+  return iso_is_ref(v) && (gc_page_of(gc_obj(v))->flags & GC_PAGE_YOUNG);
+}
+
+static inline size_t gc_old_committed(const gc_heap *h) {
+  return h->old.page_count * GC_PAGE_SIZE + h->old.large_bytes;
+}
+
+/* ---- old space (old.c) ---- */
+
+/* Bytes in the old space: a bump in the linear allocation area, else a
+ * refill from the free list or a new page. check_limit: fail (NULL) rather
+ * than grow past the heap limit; promotion passes false. NULL also when the
+ * OS refuses a page. Never collects. */
+void *gc_old_alloc_raw(iso_isolate *iso, size_t bytes, bool check_limit);
+/* A large page for one object; NULL past the limit or if the OS refuses. */
+void *gc_large_alloc_raw(iso_isolate *iso, size_t bytes, bool check_limit);
+/* Would adding bytes to the old generation exceed its limit? */
+bool gc_old_would_exceed(iso_isolate *iso, size_t bytes);
+void gc_old_retire_lab(iso_isolate *iso);
+/* Sweeps every old and large page after a full mark; rebuilds free lists,
+ * frees empty pages, clears mark bits. Returns live bytes. */
+size_t gc_old_sweep(iso_isolate *iso);
+void gc_old_release_all(iso_isolate *iso);
+
+/* ---- young generation (young.c) ---- */
+
+void gc_young_init(iso_isolate *iso, size_t max_young);
+void gc_young_release_all(iso_isolate *iso);
+/* The scavenge proper. With join non-NULL (a full GC), also shades every
+ * old object referenced from roots and survivors into that worklist and
+ * allocates promoted objects black. */
+void gc_scavenge_work(iso_isolate *iso, gc_worklist_local *join);
+size_t gc_young_used(iso_isolate *iso);
+
+/* ---- marking (mark.c) ---- */
+
+/* Marks v grey if it is an unmarked old object. Any thread. */
+void gc_mark_shade(gc_worklist_local *wl, iso_value v);
+/* Marks an object black without pushing it (its slots are handled by the
+ * caller). */
+void gc_mark_set(iso_value v);
+bool gc_mark_test(iso_value v);
+/* Pops and traces until the worklist (local and global) is empty. */
+void gc_mark_drain(const gc_type *types, gc_worklist_local *wl);
+
+/* ---- remembered set (barrier.c) ---- */
+
+void gc_rset_record(gc_page *page, iso_value *slot);
+
+/* ---- external memory (collect.c) ---- */
+
+/* After a scavenge: young stores whose buffer died are freed; survivors
+ * follow their object (and move to the old list when promoted). */
+void gc_externs_after_scavenge(iso_isolate *iso);
+/* After a full mark, before sweeping: frees stores of unmarked buffers. */
+void gc_externs_after_mark(iso_isolate *iso);
+
+/* ---- verification (verify.c) ---- */
+
+/* ISO_OK, or ISO_ERR_HEAP_CORRUPT with the first problem in the thread's
+ * error message. */
+iso_status gc_verify(iso_isolate *iso);
+
+/* ---- statistics (stats.c) ---- */
+size_t gc_heap_used(iso_isolate *iso);
+size_t gc_heap_total(iso_isolate *iso);
+size_t gc_process_rss(void);
+
+#endif /* GC_INTERNAL_H */

@@ -1,0 +1,192 @@
+/*
+ * An isolate's heap: its young generation, its share of the old space, its
+ * external memory, and the collections that run on its thread.
+ *
+ * Every field of gc_heap is owned by the isolate's thread and is touched
+ * only by it (the isolate is used by one thread at a time), unless a field
+ * says otherwise.
+ *
+ * This header is the internal allocation interface that the value kinds in
+ * isolate/ build on:
+ *   gc_alloc()      a young (or, when big, large) object, fully initialised
+ *                   (slots undefined, raw bytes zero); may run a GC, so the
+ *                   caller must hold every reference it still needs in a
+ *                   handle; returns 0 with the thread's error set on OOM.
+ *   gc_write()      a reference store into an object, through the barrier.
+ */
+#ifndef GC_HEAP_H
+#define GC_HEAP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "isolate.h"
+#include "object.h"
+#include "page.h"
+
+struct iso_isolate;
+typedef struct iso_isolate iso_isolate;
+
+/* ---- external memory (ArrayBuffer backing stores) ---- */
+
+typedef struct gc_extern {
+  void *data;
+  size_t length;
+  iso_free_callback free_cb; /* NULL: data came from calloc, free() it */
+  void *ctx;
+  iso_value obj; /* the owning ArrayBuffer; updated when it moves */
+  bool external; /* memory supplied by the caller */
+  bool detached; /* released by a detach; data NULL, length 0 */
+} gc_extern;
+
+typedef struct gc_extern_vec {
+  gc_extern **items;
+  size_t count, cap;
+} gc_extern_vec;
+
+/* ---- pause statistics: a log-linear histogram of pause durations ---- */
+
+#define GC_HIST_BUCKETS 512
+typedef struct gc_pause_hist {
+  uint64_t count;
+  double total_ms, max_ms;
+  uint32_t buckets[GC_HIST_BUCKETS];
+} gc_pause_hist;
+void gc_pause_hist_add(gc_pause_hist *h, double ms);
+void gc_pause_hist_read(const gc_pause_hist *h, iso_pause_stats_t *out);
+
+/* ---- free lists of the old space ---- */
+
+#define GC_FL_EXACT 64 /* buckets 0..63: blocks of exactly k words */
+#define GC_FL_BUCKETS (GC_FL_EXACT + 16) /* then one per power of two */
+typedef struct gc_freelist {
+  uint64_t *heads[GC_FL_BUCKETS]; /* blocks are fillers; word 1 links */
+  uint64_t nonempty[(GC_FL_BUCKETS + 63) / 64];
+  size_t free_bytes;
+} gc_freelist;
+
+typedef struct gc_young {
+  gc_page *pages; /* allocation order */
+  gc_page *last;  /* page being allocated in */
+  size_t page_count;
+  size_t capacity_pages; /* the semispace size now, in pages */
+  size_t min_pages, max_pages;
+  char *real_limit; /* end of the allocation area when stress hides it */
+  size_t survived_bytes;
+} gc_young;
+
+typedef struct gc_old {
+  gc_page *pages;
+  size_t page_count;
+  char *lab_top, *lab_limit; /* linear allocation area in an old page */
+  gc_freelist fl;
+  gc_page *large;
+  size_t large_count;
+  size_t large_bytes;          /* mapped bytes of large pages */
+  size_t large_object_bytes;   /* bytes of the objects in them */
+  size_t limit;                /* max_old_generation_size now */
+  size_t initial_limit;
+  size_t trigger;              /* committed bytes that start a full GC */
+  size_t live_after_full;
+  size_t allocated_since_full; /* bytes allocated or promoted since */
+} gc_old;
+
+#define GC_MAX_CALLBACKS 8
+
+typedef struct gc_heap {
+  gc_young young;
+  gc_old old;
+  gc_extern_vec young_externs, old_externs;
+  size_t external_bytes;      /* all of this isolate's gc_extern lengths */
+  size_t array_buffer_bytes;  /* the part owned by ArrayBuffers */
+  unsigned flags;             /* ISO_ISOLATE_* */
+  unsigned debug_flags;       /* ISO_DEBUG_* */
+  unsigned stress_scavenge_every, stress_full_every;
+  uint64_t stress_count;
+  bool in_gc;
+  bool full_gc_requested;
+  /* statistics */
+  gc_pause_hist scavenge_pauses, full_pauses, all_pauses;
+  uint64_t promoted_bytes_total;
+  uint64_t allocated_bytes_total;
+  uint64_t start_ns, last_gc_end_ns;
+  double pause_ms_total;
+  /* callbacks */
+  iso_near_heap_limit_callback near_limit_cb;
+  void *near_limit_data;
+  struct {
+    iso_gc_callback cb;
+    void *data;
+  } gc_callbacks[GC_MAX_CALLBACKS];
+  void (*trace_cb)(void *data, const char *line);
+  void *trace_data;
+  uint32_t hash_state; /* identity-hash generator */
+} gc_heap;
+
+/* ---- lifecycle ---- */
+iso_status gc_heap_init(iso_isolate *iso, const iso_isolate_params *p);
+void gc_heap_destroy(iso_isolate *iso);
+
+/* ---- allocation ---- */
+
+/* A new object of type (a built-in or record type) and size bytes (a
+ * multiple of 8, header included). Young unless big; see the top. */
+iso_value gc_alloc(iso_isolate *iso, uint32_t type, size_t bytes);
+/* The same, straight into the old space (pretenuring). */
+iso_value gc_alloc_old(iso_isolate *iso, uint32_t type, size_t bytes);
+/* Slow path of the inline young allocation: a raw young (or large) block
+ * of bytes, header and contents unset; 0 on OOM. May run a GC. */
+void *gc_alloc_young_slow(iso_isolate *iso, size_t bytes);
+/* Fills a new object's header and body as gc_alloc() does. */
+void gc_object_init(iso_isolate *iso, void *mem, uint32_t type, size_t bytes);
+
+/* ---- object facts ---- */
+
+/* Size of an object in bytes, header included. */
+size_t gc_object_size(iso_value v);
+/* Number of tagged slots of an object. */
+size_t gc_object_slot_count(iso_value v);
+/* The object's identity hash (20 bits, non-zero), assigned on first use. */
+uint32_t gc_identity_hash(iso_isolate *iso, iso_value v);
+
+/* A reference store into an object, through the write barrier. */
+static inline void gc_write(iso_isolate *iso, iso_value host, size_t i,
+                            iso_value v) {
+  iso_inl_store(iso, host, gc_slots(host) + i, v);
+}
+
+/* ---- external memory ---- */
+
+/* Tracks a backing store owned by obj (an ArrayBuffer just allocated); 0
+ * on malloc failure. The store's length counts as external memory. */
+gc_extern *gc_extern_add(iso_isolate *iso, iso_value obj, void *data,
+                         size_t length, iso_free_callback free_cb, void *ctx,
+                         bool external);
+/* Frees the store now (detach); the gc_extern stays tracked, empty. */
+void gc_extern_release(iso_isolate *iso, gc_extern *e);
+
+/* ---- collection ---- */
+
+typedef enum gc_reason {
+  GC_REASON_ALLOCATION_FAILURE,
+  GC_REASON_TESTING, /* iso_gc() */
+  GC_REASON_STRESS,
+  GC_REASON_LIMIT,   /* near the heap limit */
+  GC_REASON_TRIGGER, /* old space grew past its trigger */
+} gc_reason;
+
+void gc_scavenge(iso_isolate *iso, gc_reason reason);
+void gc_full(iso_isolate *iso, gc_reason reason);
+/* Runs a GC now if stress mode or a request asks for one. */
+void gc_poll(iso_isolate *iso);
+
+/* ---- heap walking (the heap is iterable: every gap is a filler) ---- */
+
+typedef void (*gc_object_visitor)(iso_isolate *iso, iso_value obj, void *ctx);
+/* Visits every object, fillers included, in young, old and large pages. */
+void gc_walk_heap(iso_isolate *iso, gc_object_visitor fn, void *ctx);
+/* Makes the allocation areas iterable (fills their unused tails). */
+void gc_make_iterable(iso_isolate *iso);
+
+#endif /* GC_HEAP_H */

@@ -1,0 +1,57 @@
+/*
+ * The marking engine.
+ *
+ * Invariants:
+ * - Only old objects (old and large pages) are marked; young objects are
+ *   handled by the scavenge that every full collection starts with (see
+ *   Note [Full collection] in collect.c).
+ * - A mark bit is set exactly once, by the thread whose atomic OR flipped
+ *   it; that thread pushes the object (grey) unless it traces it itself
+ *   (black allocation of promoted objects). An object is black once it has
+ *   been popped and its slots shaded.
+ * - Tracing reads slots with relaxed atomic loads and never writes to the
+ *   object, so it can run on any thread while the owner runs; nothing here
+ *   assumes the mutator is stopped.
+ */
+#include "gc_internal.h"
+
+static inline uint64_t *mark_word(iso_value v, uint64_t *mask) {
+  gc_page *p = gc_page_of(gc_obj(v));
+  size_t i = gc_page_word_index(p, gc_obj(v));
+  *mask = 1ull << (i % 64);
+  return &p->markbits[i / 64];
+}
+
+bool gc_mark_test(iso_value v) {
+  uint64_t mask;
+  uint64_t *w = mark_word(v, &mask);
+  return (thr_load_relaxed(w) & mask) != 0;
+}
+
+void gc_mark_set(iso_value v) {
+  uint64_t mask;
+  uint64_t *w = mark_word(v, &mask);
+  thr_fetch_or_relaxed(w, mask);
+}
+
+void gc_mark_shade(gc_worklist_local *wl, iso_value v) {
+  gc_page *p = gc_page_of(gc_obj(v));
+  if (thr_load_relaxed(&p->flags) & GC_PAGE_YOUNG) return;
+  size_t i = gc_page_word_index(p, gc_obj(v));
+  if (gc_bit_set_atomic(p->markbits, i)) gc_worklist_push(wl, v);
+}
+
+static void trace(const gc_type *types, gc_worklist_local *wl, iso_value o) {
+  uint64_t hdr = gc_header(o);
+  size_t n = gc_slots_from_header(types, hdr, gc_size_from_header(o, hdr));
+  iso_value *slots = gc_slots(o);
+  for (size_t i = 0; i < n; i++) {
+    iso_value v = thr_load_relaxed(&slots[i]);
+    if (iso_is_ref(v)) gc_mark_shade(wl, v);
+  }
+}
+
+void gc_mark_drain(const gc_type *types, gc_worklist_local *wl) {
+  iso_value o;
+  while ((o = gc_worklist_pop(wl)) != 0) trace(types, wl, o);
+}

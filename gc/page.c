@@ -1,0 +1,195 @@
+/*
+ * The page pool: aligned pages for every isolate of a runtime.
+ *
+ * Normal pages are carved from chunks of GC_CHUNK_PAGES pages reserved with
+ * one mmap each (so a multi-gigabyte heap is a few hundred mappings, not
+ * thousands). Free pages wait in a list; past retain_bytes of free pages,
+ * a returned page's memory goes back to the OS with MADV_DONTNEED (its
+ * address range stays reserved and is reused later). Large pages are a
+ * mapping each, unmapped when their object dies.
+ *
+ * The pool is shared by the isolates of a runtime: its lists are guarded
+ * by one mutex, taken once per 256 KiB page, so it is never hot.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "isolate_internal.h"
+
+#define GC_CHUNK_PAGES 64
+
+typedef struct gc_chunk {
+  struct gc_chunk *next;
+  char *base;
+  size_t used_pages;
+} gc_chunk;
+
+struct gc_pool {
+  pthread_mutex_t lock;
+  gc_chunk *chunks;
+  gc_page *free_pages;
+  size_t free_count;
+  size_t committed_free; /* free pages whose memory is still committed */
+  size_t retain_pages;
+  size_t mapped_bytes;    /* chunks and large pages */
+};
+
+void gc_bits_clear_range(uint64_t *bits, size_t from, size_t to) {
+  while (from < to && (from % 64) != 0) gc_bit_clear(bits, from++);
+  while (from + 64 <= to) {
+    __atomic_store_n(&bits[from / 64], 0, __ATOMIC_RELAXED);
+    from += 64;
+  }
+  while (from < to) gc_bit_clear(bits, from++);
+}
+
+/* An aligned mapping of size bytes (a multiple of the OS page size). */
+static char *map_aligned(size_t size) {
+  size_t total = size + GC_PAGE_SIZE;
+  char *raw = mmap(NULL, total, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (raw == MAP_FAILED) return NULL;
+  uintptr_t start = ((uintptr_t)raw + GC_PAGE_SIZE - 1) & ~(GC_PAGE_SIZE - 1);
+  size_t head = start - (uintptr_t)raw;
+  size_t tail = total - head - size;
+  if (head) munmap(raw, head);
+  if (tail) munmap((char *)start + size, tail);
+  return (char *)start;
+}
+
+gc_pool *gc_pool_new(size_t retain_bytes) {
+  gc_pool *pool = calloc(1, sizeof *pool);
+  if (!pool) return NULL;
+  pthread_mutex_init(&pool->lock, NULL);
+  pool->retain_pages = retain_bytes / GC_PAGE_SIZE;
+  return pool;
+}
+
+void gc_pool_free(gc_pool *pool) {
+  gc_chunk *c = pool->chunks;
+  while (c) {
+    gc_chunk *n = c->next;
+    munmap(c->base, (size_t)GC_CHUNK_PAGES * GC_PAGE_SIZE);
+    free(c);
+    c = n;
+  }
+  pthread_mutex_destroy(&pool->lock);
+  free(pool);
+}
+
+static void page_init(gc_page *p, iso_isolate *owner, uint32_t flags,
+                      size_t mapping) {
+  p->owner = owner;
+  p->next = NULL;
+  p->area_start = (char *)p + GC_PAGE_HEADER_SIZE;
+  p->area_end = (char *)p + (mapping < GC_PAGE_SIZE ? mapping : GC_PAGE_SIZE);
+  p->mapping_size = mapping;
+  p->live_bytes = 0;
+  p->has_rset = false;
+  p->committed = true;
+  p->scratch = 0;
+  /* Release: a marker thread that masks an address of this page and reads
+   * the flags sees the fields above. */
+  thr_store_release(&p->flags, flags);
+}
+
+gc_page *gc_pool_take(gc_pool *pool, iso_isolate *owner, uint32_t flags) {
+  gc_page *p = NULL;
+  pthread_mutex_lock(&pool->lock);
+  if (pool->free_pages) {
+    p = pool->free_pages;
+    pool->free_pages = p->next;
+    pool->free_count--;
+    if (p->committed) pool->committed_free--;
+  } else {
+    gc_chunk *c = pool->chunks;
+    if (!c || c->used_pages == GC_CHUNK_PAGES) {
+      c = malloc(sizeof *c);
+      char *base = c ? map_aligned((size_t)GC_CHUNK_PAGES * GC_PAGE_SIZE)
+                     : NULL;
+      if (!base) {
+        free(c);
+        pthread_mutex_unlock(&pool->lock);
+        return NULL;
+      }
+      c->base = base;
+      c->used_pages = 0;
+      c->next = pool->chunks;
+      pool->chunks = c;
+      pool->mapped_bytes += (size_t)GC_CHUNK_PAGES * GC_PAGE_SIZE;
+    }
+    p = (gc_page *)(c->base + c->used_pages++ * GC_PAGE_SIZE);
+  }
+  pthread_mutex_unlock(&pool->lock);
+  p->markbits = p->inline_bits;
+  p->rsetbits = p->inline_bits + GC_BITMAP_WORDS;
+  memset(p->inline_bits, 0, 2 * GC_BITMAP_WORDS * sizeof(uint64_t));
+  page_init(p, owner, flags, GC_PAGE_SIZE);
+  return p;
+}
+
+void gc_pool_give(gc_pool *pool, gc_page *p) {
+  thr_store_release(&p->flags, (uint32_t)GC_PAGE_FREE);
+  p->owner = NULL;
+#if ISO_DEBUG_CHECKS >= 2
+  /* Zap: a stale reference into this page now reads a header whose type
+   * is not registered, and fails fast. */
+  memset(p->area_start, 0xdb, GC_PAGE_AREA);
+#endif
+  pthread_mutex_lock(&pool->lock);
+  if (pool->committed_free >= pool->retain_pages) {
+    madvise(p, GC_PAGE_SIZE, MADV_DONTNEED);
+    /* DONTNEED zeroed the header too; restore what the list needs. */
+    p->flags = GC_PAGE_FREE;
+    p->committed = false;
+  } else {
+    p->committed = true;
+    pool->committed_free++;
+  }
+  p->next = pool->free_pages;
+  pool->free_pages = p;
+  pool->free_count++;
+  pthread_mutex_unlock(&pool->lock);
+}
+
+gc_page *gc_large_page_new(gc_pool *pool, iso_isolate *owner,
+                           size_t object_bytes) {
+  size_t mapping = (GC_PAGE_HEADER_SIZE + object_bytes + 4095) & ~(size_t)4095;
+  size_t words = object_bytes / 8;
+  uint64_t *mark = calloc(1, sizeof(uint64_t));
+  uint64_t *rset = calloc((words + 63) / 64, sizeof(uint64_t));
+  char *base = mark && rset ? map_aligned(mapping) : NULL;
+  if (!base) {
+    free(mark);
+    free(rset);
+    return NULL;
+  }
+  gc_page *p = (gc_page *)base;
+  p->markbits = mark;
+  p->rsetbits = rset;
+  page_init(p, owner, GC_PAGE_OLD | GC_PAGE_LARGE, mapping);
+  p->area_end = base + mapping;
+  p->object_size = object_bytes;
+  pthread_mutex_lock(&pool->lock);
+  pool->mapped_bytes += mapping;
+  pthread_mutex_unlock(&pool->lock);
+  return p;
+}
+
+void gc_large_page_free(gc_pool *pool, gc_page *p) {
+  size_t mapping = p->mapping_size;
+  free(p->markbits);
+  free(p->rsetbits);
+  munmap(p, mapping);
+  pthread_mutex_lock(&pool->lock);
+  pool->mapped_bytes -= mapping;
+  pthread_mutex_unlock(&pool->lock);
+}
+
+void gc_pool_usage(gc_pool *pool, size_t *mapped, size_t *free_bytes) {
+  pthread_mutex_lock(&pool->lock);
+  if (mapped) *mapped = pool->mapped_bytes;
+  if (free_bytes) *free_bytes = pool->free_count * GC_PAGE_SIZE;
+  pthread_mutex_unlock(&pool->lock);
+}

@@ -1,0 +1,335 @@
+/*
+ * The young generation: bump allocation and a Cheney scavenger.
+ *
+ * Invariants:
+ * - The young generation is a list of pages flagged GC_PAGE_YOUNG, all
+ *   owned by this isolate; no other isolate ever points into them (there
+ *   are no cross-isolate references), so a scavenge pauses only this
+ *   isolate.
+ * - The allocation area is [inl.alloc_top, inl.alloc_limit) in the last
+ *   page. Every page before it is iterable up to area_end: the tail of a
+ *   page is filled with a filler object when allocation moves on.
+ * - Roots of a scavenge: handles, globals and the remembered set (the
+ *   old-to-young slots recorded by the barrier, one bit per slot in each
+ *   old page's rsetbits). After it, a remembered-set bit is set exactly
+ *   for the old slots that still hold a young reference.
+ * - An object that survives a scavenge is copied to a fresh page with its
+ *   age bit set; an object that already has it is promoted into the old
+ *   space. Promotion never fails for the heap limit (the object is live
+ *   already); if the OS refuses an old page it stays young instead.
+ * - Debug builds (ISO_DEBUG_CHECKS >= 2) zap the evacuated pages, so a
+ *   stale raw value fails at its next use.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "gc_internal.h"
+
+typedef struct scavenger {
+  iso_isolate *iso;
+  const gc_type *types;
+  gc_worklist_local *join; /* full GC: shade old referents here */
+  iso_value *promoted;     /* promoted objects not yet scanned */
+  size_t npromoted, cap;
+  size_t survived_bytes, promoted_bytes;
+} scavenger;
+
+void gc_young_init(iso_isolate *iso, size_t max_young) {
+  gc_young *y = &iso->heap.young;
+  size_t max_pages = max_young / 2 / GC_PAGE_SIZE;
+  if (max_pages < 1) max_pages = 1;
+  y->max_pages = max_pages;
+  y->min_pages = max_pages < 4 ? max_pages : 4;
+  y->capacity_pages = y->min_pages;
+  y->pages = y->last = NULL;
+  y->page_count = 0;
+  iso->inl.alloc_top = iso->inl.alloc_limit = NULL;
+  y->real_limit = NULL;
+}
+
+void gc_young_release_all(iso_isolate *iso) {
+  gc_young *y = &iso->heap.young;
+  gc_page *p = y->pages;
+  while (p) {
+    gc_page *n = p->next;
+    gc_pool_give(iso->rt->pool, p);
+    p = n;
+  }
+  y->pages = y->last = NULL;
+  y->page_count = 0;
+  iso->inl.alloc_top = iso->inl.alloc_limit = NULL;
+}
+
+/* The end of the allocation area: stress mode hides it from the inline
+ * path by pulling alloc_limit down to alloc_top. */
+static char *area_limit(iso_isolate *iso) {
+  return iso->heap.stress_scavenge_every ? iso->heap.young.real_limit
+                                         : iso->inl.alloc_limit;
+}
+
+static void set_area(iso_isolate *iso, char *top, char *limit) {
+  iso->inl.alloc_top = top;
+  iso->heap.young.real_limit = limit;
+  iso->inl.alloc_limit = iso->heap.stress_scavenge_every ? top : limit;
+}
+
+/* Appends a fresh page and makes it the allocation area. */
+static bool add_page(iso_isolate *iso) {
+  gc_young *y = &iso->heap.young;
+  gc_page *p = gc_pool_take(iso->rt->pool, iso, GC_PAGE_YOUNG);
+  if (!p) return false;
+  if (y->last) {
+    gc_fill(iso->inl.alloc_top, (size_t)(y->last->area_end - iso->inl.alloc_top));
+    y->last->next = p;
+  } else {
+    y->pages = p;
+  }
+  y->last = p;
+  y->page_count++;
+  set_area(iso, p->area_start, p->area_end);
+  return true;
+}
+
+size_t gc_young_used(iso_isolate *iso) {
+  gc_young *y = &iso->heap.young;
+  if (!y->last) return 0;
+  return (y->page_count - 1) * GC_PAGE_AREA +
+         (size_t)(iso->inl.alloc_top - y->last->area_start);
+}
+
+/* ---- the scavenge ---- */
+
+static void *copy_space(scavenger *s, size_t bytes) {
+  iso_isolate *iso = s->iso;
+  for (;;) {
+    char *top = iso->inl.alloc_top;
+    if (top && (size_t)(area_limit(iso) - top) >= bytes) {
+      iso->inl.alloc_top = top + bytes;
+      return top;
+    }
+    /* The OS refusing memory in the middle of a scavenge leaves nothing
+     * sensible to do: live objects would be lost. */
+    ISO_ASSERT(add_page(iso));
+  }
+}
+
+static void push_promoted(scavenger *s, iso_value v) {
+  if (s->npromoted == s->cap) {
+    size_t cap = s->cap ? s->cap * 2 : 1024;
+    iso_value *n = realloc(s->promoted, cap * sizeof *n);
+    ISO_ASSERT(n != NULL);
+    s->promoted = n;
+    s->cap = cap;
+  }
+  s->promoted[s->npromoted++] = v;
+}
+
+/* Evacuates the from-space object v (or finds its copy); returns the new
+ * reference. */
+static iso_value evacuate(scavenger *s, iso_value v) {
+  uint64_t *o = gc_obj(v);
+  uint64_t hdr = *o;
+  if (gc_hdr_is_forward(hdr)) return (iso_value)hdr;
+  size_t bytes = gc_size_from_header(v, hdr);
+  void *dst = NULL;
+  bool promote = (hdr & GC_HDR_AGE) != 0;
+  if (promote) dst = gc_old_alloc_raw(s->iso, bytes, false);
+  if (dst) {
+    memcpy(dst, o, bytes);
+    *(uint64_t *)dst = hdr & ~GC_HDR_AGE;
+    s->promoted_bytes += bytes;
+    if (s->join) gc_mark_set((iso_value)(uintptr_t)dst); /* black */
+    push_promoted(s, (iso_value)(uintptr_t)dst);
+  } else {
+    dst = copy_space(s, bytes);
+    memcpy(dst, o, bytes);
+    *(uint64_t *)dst = hdr | GC_HDR_AGE;
+    s->survived_bytes += bytes;
+  }
+  *o = (uint64_t)(uintptr_t)dst; /* forwarding pointer */
+  return (iso_value)(uintptr_t)dst;
+}
+
+/* Updates one slot; returns true if it now holds a young reference. */
+static inline bool scavenge_slot(scavenger *s, iso_value *slot) {
+  iso_value v = *slot;
+  if (!iso_is_ref(v)) return false;
+  uint32_t flags = gc_page_of(gc_obj(v))->flags;
+  if (flags & GC_PAGE_FROM) {
+    *slot = evacuate(s, v);
+    return (gc_page_of(gc_obj(*slot))->flags & GC_PAGE_YOUNG) != 0;
+  }
+  if (flags & GC_PAGE_YOUNG) return true;
+  if (s->join) gc_mark_shade(s->join, v);
+  return false;
+}
+
+static void root_visitor(iso_isolate *iso, iso_value *slot, void *ctx) {
+  (void)iso;
+  scavenge_slot(ctx, slot);
+}
+
+/* Visits the remembered set of one old or large page. */
+static void scavenge_rset(scavenger *s, gc_page *p) {
+  if (!p->has_rset) return;
+  size_t words = (p->flags & GC_PAGE_LARGE) ? (p->object_size + 63 * 8) / (64 * 8)
+                                            : GC_BITMAP_WORDS;
+  bool any = false;
+  for (size_t w = 0; w < words; w++) {
+    uint64_t bits = p->rsetbits[w];
+    if (!bits) continue;
+    uint64_t keep = bits;
+    while (bits) {
+      unsigned b = (unsigned)__builtin_ctzll(bits);
+      bits &= bits - 1;
+      iso_value *slot = (iso_value *)(void *)(p->area_start + (w * 64 + b) * 8);
+      if (!scavenge_slot(s, slot)) keep &= ~(1ull << b);
+    }
+    p->rsetbits[w] = keep;
+    any |= keep != 0;
+  }
+  p->has_rset = any;
+}
+
+static void scan_object(scavenger *s, iso_value o, bool old_host) {
+  uint64_t hdr = *gc_obj(o);
+  size_t n = gc_slots_from_header(s->types, hdr, gc_size_from_header(o, hdr));
+  iso_value *slots = gc_slots(o);
+  gc_page *host = old_host ? gc_page_of(gc_obj(o)) : NULL;
+  for (size_t i = 0; i < n; i++)
+    if (scavenge_slot(s, &slots[i]) && host) gc_rset_record(host, &slots[i]);
+}
+
+/* Cheney's scan over the new young pages, interleaved with the stack of
+ * promoted objects, until both are exhausted. */
+static void process(scavenger *s, gc_page *scan_page, char *scan) {
+  gc_young *y = &s->iso->heap.young;
+  for (;;) {
+    bool progress = false;
+    while (scan_page) {
+      char *end = scan_page == y->last ? s->iso->inl.alloc_top
+                                       : scan_page->area_end;
+      if (scan < end) {
+        iso_value o = (iso_value)(uintptr_t)scan;
+        scan += gc_size_from_header(o, *gc_obj(o));
+        scan_object(s, o, false);
+        progress = true;
+        continue;
+      }
+      if (scan_page == y->last) break;
+      scan_page = scan_page->next;
+      scan = scan_page->area_start;
+    }
+    while (s->npromoted) {
+      scan_object(s, s->promoted[--s->npromoted], true);
+      progress = true;
+    }
+    if (!progress) break;
+  }
+}
+
+static void resize(iso_isolate *iso, size_t survived) {
+  gc_young *y = &iso->heap.young;
+  size_t cap = y->capacity_pages * GC_PAGE_AREA;
+  /* Many survivors: a bigger semispace lets more objects die before they
+   * are copied. Few: a smaller one stays in cache. */
+  if (survived > cap / 8 && y->capacity_pages < y->max_pages) {
+    y->capacity_pages *= 2;
+    if (y->capacity_pages > y->max_pages) y->capacity_pages = y->max_pages;
+  } else if (survived < cap / 64 && y->capacity_pages > y->min_pages) {
+    y->capacity_pages /= 2;
+    if (y->capacity_pages < y->min_pages) y->capacity_pages = y->min_pages;
+  }
+}
+
+void gc_scavenge_work(iso_isolate *iso, gc_worklist_local *join) {
+  gc_heap *h = &iso->heap;
+  gc_young *y = &h->young;
+  scavenger s = {0};
+  s.iso = iso;
+  s.types = iso->rt->types;
+  s.join = join;
+
+  /* Flip: every current young page becomes from-space. */
+  if (y->last)
+    gc_fill(iso->inl.alloc_top, (size_t)(area_limit(iso) - iso->inl.alloc_top));
+  gc_page *from = y->pages;
+  for (gc_page *p = from; p; p = p->next) p->flags |= GC_PAGE_FROM;
+  y->pages = y->last = NULL;
+  y->page_count = 0;
+  set_area(iso, NULL, NULL);
+  ISO_ASSERT(add_page(iso));
+  gc_page *scan_page = y->pages;
+  char *scan = scan_page->area_start;
+
+  isolate_visit_roots(iso, root_visitor, &s);
+  for (gc_page *p = h->old.pages; p; p = p->next) scavenge_rset(&s, p);
+  for (gc_page *p = h->old.large; p; p = p->next) scavenge_rset(&s, p);
+  process(&s, scan_page, scan);
+
+  gc_externs_after_scavenge(iso);
+  while (from) {
+    gc_page *n = from->next;
+    gc_pool_give(iso->rt->pool, from);
+    from = n;
+  }
+  free(s.promoted);
+  y->survived_bytes = s.survived_bytes;
+  h->promoted_bytes_total += s.promoted_bytes;
+  h->old.allocated_since_full += s.promoted_bytes;
+  resize(iso, s.survived_bytes);
+}
+
+/* ---- allocation slow path ---- */
+
+static void stress_tick(iso_isolate *iso) {
+  gc_heap *h = &iso->heap;
+  h->stress_count++;
+  if (h->stress_full_every && h->stress_count % h->stress_full_every == 0)
+    gc_full(iso, GC_REASON_STRESS);
+  else if (h->stress_count % h->stress_scavenge_every == 0)
+    gc_scavenge(iso, GC_REASON_STRESS);
+}
+
+void *gc_alloc_young_slow(iso_isolate *iso, size_t bytes) {
+  gc_heap *h = &iso->heap;
+  if (bytes >= GC_LARGE_OBJECT_SIZE) {
+    void *mem = gc_large_alloc_raw(iso, bytes, true);
+    if (!mem && !h->in_gc) {
+      gc_full(iso, GC_REASON_LIMIT);
+      mem = gc_large_alloc_raw(iso, bytes, true);
+    }
+    return mem;
+  }
+  if (h->stress_scavenge_every && !h->in_gc) stress_tick(iso);
+  bool collected = false;
+  for (;;) {
+    char *top = iso->inl.alloc_top;
+    if (top && (size_t)(area_limit(iso) - top) >= bytes) {
+      set_area(iso, top + bytes, area_limit(iso));
+      return top;
+    }
+    if (h->young.page_count < h->young.capacity_pages || collected ||
+        h->in_gc) {
+      if (!add_page(iso)) {
+        isolate_fail(ISO_ERR_OUT_OF_MEMORY,
+                     "the system refused memory for a young page");
+        return NULL;
+      }
+      continue;
+    }
+    gc_scavenge(iso, GC_REASON_ALLOCATION_FAILURE);
+    collected = true;
+    if (h->full_gc_requested) gc_full(iso, GC_REASON_TRIGGER);
+    if (gc_old_committed(h) > h->old.limit) {
+      gc_full(iso, GC_REASON_LIMIT);
+      if (gc_old_would_exceed(iso, 0)) {
+        isolate_fail(ISO_ERR_OUT_OF_MEMORY,
+                     "heap limit reached: the old generation holds %zu "
+                     "bytes of a %zu-byte limit after a full GC",
+                     gc_old_committed(h), h->old.limit);
+        return NULL;
+      }
+    }
+  }
+}

@@ -1,0 +1,693 @@
+/*
+ * libisolate: garbage-collected heaps for worker-thread isolates.
+ *
+ * This is the one installed header. Everything under "Inline fast paths"
+ * near the end is part of the ABI but not of the API: call the documented
+ * functions, never touch the iso_inl_* fields yourself.
+ *
+ * Conventions (read these once; every function below follows them):
+ *
+ * - Threads. A runtime may be used from any thread. An isolate is used by
+ *   one thread at a time: the thread that created it, or the thread that
+ *   last called iso_isolate_enter() on it. Calling into an isolate from
+ *   another thread is a contract violation; debug builds report it as
+ *   ISO_ERR_THREAD.
+ *
+ * - Values. An iso_value is one tagged 64-bit word. Small integers, true,
+ *   false, null and undefined are immediates; everything else is a
+ *   reference to an object in the isolate's heap. The collector moves young
+ *   objects, so a raw iso_value that refers to an object is valid only until
+ *   the next call that "may allocate" (stated on each function).
+ *
+ * - Arguments and results. Every function takes its inputs as raw
+ *   iso_values: a value read from a handle at the call is always safe to
+ *   pass, because a function that allocates protects its own arguments.
+ *   References come back as handles (iso_handle): slots in the current
+ *   handle scope that the collector updates when it moves an object. Read a
+ *   handle with iso_get() whenever you need its value; never keep the raw
+ *   value across a call that may allocate.
+ *
+ * - Errors. Fallible calls return an iso_status, or a NULL handle, and set
+ *   a per-thread error (iso_last_status(), iso_last_error()). Nothing a
+ *   caller can do with a bad argument aborts the process; heap exhaustion
+ *   is an ISO_ERR_OUT_OF_MEMORY from the allocating call, and everything
+ *   already stored stays intact.
+ */
+#ifndef ISOLATE_H
+#define ISOLATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define ISO_API __attribute__((visibility("default")))
+#define ISO_INLINE static inline __attribute__((always_inline))
+#define ISO_LIKELY(x) __builtin_expect(!!(x), 1)
+#define ISO_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#else
+#define ISO_API
+#define ISO_INLINE static inline
+#define ISO_LIKELY(x) (x)
+#define ISO_UNLIKELY(x) (x)
+#endif
+
+#define ISO_VERSION_MAJOR 0
+#define ISO_VERSION_MINOR 1
+#define ISO_VERSION_PATCH 0
+
+/* "0.1.0"; any thread. */
+ISO_API const char *iso_version(void);
+
+/* ------------------------------------------------------------------------
+ * Status codes and per-thread errors
+ * ------------------------------------------------------------------------ */
+
+typedef enum iso_status {
+  ISO_OK = 0,
+  ISO_ERR_OUT_OF_MEMORY,  /* heap limit reached after a full GC, or malloc */
+  ISO_ERR_TYPE,           /* a value of the wrong kind */
+  ISO_ERR_RANGE,          /* an index or size out of range */
+  ISO_ERR_ARGUMENT,       /* a malformed argument (NULL, bad UTF-8, ...) */
+  ISO_ERR_SCOPE,          /* handle scopes closed out of order, escaped twice */
+  ISO_ERR_THREAD,         /* isolate used from a thread that does not own it */
+  ISO_ERR_STATE,          /* call not valid now (runtime still has isolates) */
+  ISO_ERR_CLOSED,         /* the port, worker or isolate is closed */
+  ISO_ERR_DATA_CLONE,     /* a value cannot be cloned */
+  ISO_ERR_DETACHED,       /* the ArrayBuffer was detached */
+  ISO_ERR_HEAP_CORRUPT,   /* iso_heap_verify() found a broken invariant */
+  ISO_ERR_LIMIT,          /* a resource limit (not the heap) was reached */
+  ISO_ERR_COUNT_          /* number of codes; not a status */
+} iso_status;
+
+/* Stable upper-case name of a status ("ISO_ERR_RANGE"); any thread. */
+ISO_API const char *iso_status_name(iso_status status);
+
+/* The status and message of the last failed call on this thread. A
+ * successful call does not clear them. The message is owned by the thread
+ * and valid until its next failing call. Any thread; never allocates. */
+ISO_API iso_status iso_last_status(void);
+ISO_API const char *iso_last_error(void);
+/* Reset this thread's error to ISO_OK / "". */
+ISO_API void iso_clear_error(void);
+
+/* ------------------------------------------------------------------------
+ * Values
+ * ------------------------------------------------------------------------ */
+
+typedef uint64_t iso_value;
+typedef iso_value *iso_handle;
+
+/* Tagging: xx1 small integer (62 bits of payload), x10 immediate,
+ * 000 (non-zero) reference to a heap object, 8-byte aligned. */
+#define ISO_UNDEFINED ((iso_value)0x02)
+#define ISO_NULL ((iso_value)0x06)
+#define ISO_FALSE ((iso_value)0x0a)
+#define ISO_TRUE ((iso_value)0x0e)
+
+#define ISO_SMI_MAX ((int64_t)0x3fffffffffffffffLL)
+#define ISO_SMI_MIN (-ISO_SMI_MAX - 1)
+
+ISO_INLINE bool iso_is_smi(iso_value v) { return (v & 1) != 0; }
+ISO_INLINE bool iso_is_ref(iso_value v) { return (v & 7) == 0 && v != 0; }
+/* Caller guarantees ISO_SMI_MIN <= n <= ISO_SMI_MAX (use
+ * iso_integer_new() when unsure). Never allocates. */
+ISO_INLINE iso_value iso_smi(int64_t n) {
+  return ((uint64_t)n << 1) | 1;
+}
+ISO_INLINE int64_t iso_smi_value(iso_value v) { return (int64_t)v >> 1; }
+ISO_INLINE iso_value iso_bool(bool b) { return b ? ISO_TRUE : ISO_FALSE; }
+ISO_INLINE bool iso_is_undefined(iso_value v) { return v == ISO_UNDEFINED; }
+ISO_INLINE bool iso_is_null(iso_value v) { return v == ISO_NULL; }
+ISO_INLINE bool iso_is_bool(iso_value v) {
+  return v == ISO_TRUE || v == ISO_FALSE;
+}
+
+typedef enum iso_kind {
+  ISO_KIND_INVALID = 0, /* not a value (a stale or corrupt word) */
+  ISO_KIND_UNDEFINED,
+  ISO_KIND_NULL,
+  ISO_KIND_BOOLEAN,
+  ISO_KIND_INTEGER, /* small integer, unboxed */
+  ISO_KIND_DOUBLE,  /* boxed IEEE double */
+  ISO_KIND_STRING,
+  ISO_KIND_ARRAY,
+  ISO_KIND_MAP,
+  ISO_KIND_RECORD,
+  ISO_KIND_ARRAY_BUFFER,
+  ISO_KIND_COUNT_
+} iso_kind;
+
+/* Kind of a value; never allocates; any thread that may read the value. */
+ISO_API iso_kind iso_kind_of(iso_value v);
+/* "integer", "string", ...; any thread. */
+ISO_API const char *iso_kind_name(iso_kind kind);
+
+/* ------------------------------------------------------------------------
+ * Runtime
+ * ------------------------------------------------------------------------ */
+
+typedef struct iso_runtime iso_runtime;
+typedef struct iso_isolate iso_isolate;
+
+/* Parameter structs start with their own size so they can grow: set
+ * .struct_size = sizeof(the struct). Zero in any other field means the
+ * default. A NULL pointer means all defaults. */
+typedef struct iso_runtime_params {
+  size_t struct_size;
+  /* Bytes of free pages the page pool keeps mapped for reuse; pages beyond
+   * this are returned to the OS. Default 32 MiB. */
+  size_t page_pool_retain_bytes;
+} iso_runtime_params;
+
+/* A new runtime, or NULL (ISO_ERR_ARGUMENT, ISO_ERR_OUT_OF_MEMORY). Any
+ * thread. Several runtimes may coexist; they share nothing. */
+ISO_API iso_runtime *iso_runtime_new(const iso_runtime_params *params);
+/* Frees the runtime. Fails with ISO_ERR_STATE while isolates are alive.
+ * Any thread, once no other thread uses the runtime. */
+ISO_API iso_status iso_runtime_free(iso_runtime *rt);
+/* Number of live isolates of the runtime; any thread. */
+ISO_API size_t iso_runtime_isolate_count(iso_runtime *rt);
+
+/* ------------------------------------------------------------------------
+ * Types: records are user types registered once per runtime
+ * ------------------------------------------------------------------------ */
+
+/* A type id: the same number in every isolate of the runtime. 0 is never a
+ * valid type. */
+typedef uint32_t iso_type;
+
+typedef struct iso_type_desc {
+  size_t struct_size;
+  const char *name;    /* required, unique in the runtime; copied */
+  uint32_t slot_count; /* tagged slots the collector traces, <= 65536 */
+  uint32_t raw_size;   /* raw bytes after the slots, <= 1 MiB, zeroed */
+} iso_type_desc;
+
+/* Registers a record type; returns its id, or 0 (ISO_ERR_ARGUMENT for a
+ * bad or duplicate name or size, ISO_ERR_LIMIT when 65,000 types exist).
+ * Any thread; takes a runtime lock; never allocates in a heap. */
+ISO_API iso_type iso_type_register(iso_runtime *rt, const iso_type_desc *d);
+/* The id of a registered record type by name, or 0. Any thread. */
+ISO_API iso_type iso_type_find(iso_runtime *rt, const char *name);
+/* Name of any type id (built-in kinds included), or NULL. Any thread. */
+ISO_API const char *iso_type_name(iso_runtime *rt, iso_type type);
+/* Type id of a heap value, 0 for immediates. Never allocates. */
+ISO_API iso_type iso_type_of(iso_value v);
+
+/* ------------------------------------------------------------------------
+ * Isolates
+ * ------------------------------------------------------------------------ */
+
+enum {
+  ISO_ISOLATE_TRACE_GC = 1u << 0,    /* one line per GC, as --trace-gc */
+  ISO_ISOLATE_VERIFY_HEAP = 1u << 1, /* verify the heap after every GC */
+};
+
+/* Debug switches that break the collector on purpose, so tests can show
+ * that they detect a broken collector. Never set them in production. */
+enum {
+  ISO_DEBUG_SKIP_REMEMBERED_SET = 1u << 0, /* generational barrier off */
+};
+
+typedef struct iso_gc_trace_info iso_gc_trace_info;
+
+typedef struct iso_isolate_params {
+  size_t struct_size;
+  /* Young generation (two semispaces). Default 32 MiB, minimum 512 KiB. */
+  size_t max_young_generation_size;
+  /* Old generation limit, as --max-old-space-size. Default 2 GiB,
+   * minimum 1 MiB. */
+  size_t max_old_generation_size;
+  const char *name; /* copied; shows in traces */
+  unsigned flags;   /* ISO_ISOLATE_*; ISO_TRACE_GC=1 and ISO_VERIFY_HEAP=1
+                       in the environment also set them */
+  /* GC stress: scavenge every N young allocations and run a full GC every
+   * M. 0 means off, unless ISO_GC_STRESS="scavenge=N,full=M" is set in
+   * the environment (or the library was built with -Dgc_stress=true). */
+  unsigned stress_scavenge_every;
+  unsigned stress_full_every;
+  unsigned debug_flags; /* ISO_DEBUG_*; tests only */
+  /* Where trace lines go; NULL writes them to stderr. Called on the
+   * isolate's thread, inside the GC: must not call into the isolate. */
+  void (*trace_callback)(void *data, const char *line);
+  void *trace_data;
+} iso_isolate_params;
+
+/* A new isolate bound to the calling thread, or NULL. Never blocks. */
+ISO_API iso_isolate *iso_isolate_new(iso_runtime *rt,
+                                     const iso_isolate_params *params);
+/* Frees the isolate and returns all its memory to the runtime. All its
+ * handles and globals become invalid. Owning thread only. */
+ISO_API iso_status iso_isolate_free(iso_isolate *iso);
+/* Hand an isolate between threads: the owner calls exit, the next thread
+ * calls enter. enter fails with ISO_ERR_THREAD while another thread owns
+ * it. Never allocates. */
+ISO_API iso_status iso_isolate_enter(iso_isolate *iso);
+ISO_API iso_status iso_isolate_exit(iso_isolate *iso);
+ISO_API iso_runtime *iso_isolate_runtime(iso_isolate *iso);
+ISO_API const char *iso_isolate_name(iso_isolate *iso);
+
+/* Called when the old generation is about to exceed its limit, before the
+ * allocation fails: return a larger limit to go on, or the current one to
+ * let the allocation fail with ISO_ERR_OUT_OF_MEMORY. As V8's
+ * NearHeapLimitCallback. Runs on the isolate's thread inside the
+ * allocation; must not call into the isolate. */
+typedef size_t (*iso_near_heap_limit_callback)(void *data,
+                                               size_t current_limit,
+                                               size_t initial_limit);
+ISO_API void iso_isolate_set_near_heap_limit_callback(
+    iso_isolate *iso, iso_near_heap_limit_callback cb, void *data);
+
+typedef enum iso_gc_kind {
+  ISO_GC_MINOR = 1, /* scavenge the young generation */
+  ISO_GC_FULL = 2,  /* scavenge, then mark and sweep the old generation */
+} iso_gc_kind;
+
+typedef enum iso_gc_phase { ISO_GC_PROLOGUE, ISO_GC_EPILOGUE } iso_gc_phase;
+/* GC prologue/epilogue callback; runs on the isolate's thread inside the
+ * collection; must not call into the isolate. */
+typedef void (*iso_gc_callback)(iso_isolate *iso, iso_gc_phase phase,
+                                iso_gc_kind kind, void *data);
+/* At most 8 callbacks per isolate (ISO_ERR_LIMIT beyond). */
+ISO_API iso_status iso_isolate_add_gc_callback(iso_isolate *iso,
+                                               iso_gc_callback cb, void *data);
+ISO_API iso_status iso_isolate_remove_gc_callback(iso_isolate *iso,
+                                                  iso_gc_callback cb,
+                                                  void *data);
+
+/* Polls for pending GC work (stress mode, requests); call it in long
+ * loops that do not allocate. May allocate (runs a GC). */
+ISO_API iso_status iso_safepoint(iso_isolate *iso);
+
+/* ------------------------------------------------------------------------
+ * Handles, scopes and globals
+ * ------------------------------------------------------------------------ */
+
+typedef struct iso_scope iso_scope;
+
+/* ISO_INLINE iso_value iso_get(iso_handle h);
+ * ISO_INLINE void iso_handle_set(iso_handle h, iso_value v);
+ * ISO_INLINE iso_handle iso_handle_new(iso_isolate *iso, iso_value v);
+ *   A new handle in the current scope. NULL (ISO_ERR_OUT_OF_MEMORY) only
+ *   when malloc fails. Never allocates in the heap.
+ * ISO_INLINE void iso_scope_open(iso_isolate *iso, iso_scope *scope);
+ *   Opens a scope; handles made until its close belong to it. The
+ *   iso_scope lives on the caller's stack.
+ * ISO_INLINE iso_status iso_scope_close(iso_scope *scope);
+ *   Closes the innermost scope (ISO_ERR_SCOPE for any other).
+ * ISO_INLINE iso_handle iso_scope_escape(iso_scope *scope, iso_handle h);
+ *   Closes the scope and returns a handle to h's value in the enclosing
+ *   scope (NULL with ISO_ERR_SCOPE if the scope is not innermost). */
+
+/* A scope must be open for any call that returns a handle; iso_isolate_new
+ * opens an outermost scope that lives as long as the isolate. */
+
+typedef struct iso_global iso_global;
+/* A handle that outlives scopes; strong. Owning thread; never allocates in
+ * the heap. NULL only when malloc fails. */
+ISO_API iso_global *iso_global_new(iso_isolate *iso, iso_value v);
+ISO_API void iso_global_free(iso_isolate *iso, iso_global *g);
+/* The global's value in a new handle of the current scope. */
+ISO_API iso_handle iso_global_get(iso_isolate *iso, iso_global *g);
+ISO_API iso_value iso_global_value(iso_global *g);
+ISO_API void iso_global_set(iso_isolate *iso, iso_global *g, iso_value v);
+
+/* ------------------------------------------------------------------------
+ * Numbers and strings
+ * ------------------------------------------------------------------------ */
+
+/* A number: a small integer if d is integral and fits (but not -0.0),
+ * else a boxed double. May allocate. */
+ISO_API iso_handle iso_number_new(iso_isolate *iso, double d);
+/* An integer: unboxed if it fits, else a boxed double. May allocate. */
+ISO_API iso_handle iso_integer_new(iso_isolate *iso, int64_t n);
+ISO_API bool iso_is_number(iso_value v);
+/* The value of a small integer or double; NaN and ISO_ERR_TYPE for any
+ * other kind. Never allocates. */
+ISO_API double iso_number_value(iso_value v);
+
+/* A string from len bytes of UTF-8 (copied; embedded NULs allowed). Fails
+ * with ISO_ERR_ARGUMENT on invalid UTF-8 (overlongs, surrogates, bytes past
+ * U+10FFFF) and ISO_ERR_RANGE beyond 1 GiB. May allocate. */
+ISO_API iso_handle iso_string_new(iso_isolate *iso, const char *utf8,
+                                  size_t len);
+ISO_API iso_handle iso_string_from_cstr(iso_isolate *iso, const char *cstr);
+/* Byte length; 0 and ISO_ERR_TYPE for a non-string. */
+ISO_API size_t iso_string_length(iso_value s);
+/* The bytes, NUL-terminated; valid until the next allocation. NULL and
+ * ISO_ERR_TYPE for a non-string. */
+ISO_API const char *iso_string_data(iso_value s);
+/* Content hash, the same in every isolate and process (FNV-1a, 32 bits). */
+ISO_API uint32_t iso_string_hash(iso_value s);
+/* Same bytes? false for non-strings. */
+ISO_API bool iso_string_equal(iso_value a, iso_value b);
+
+/* ------------------------------------------------------------------------
+ * Arrays (growable, dense)
+ * ------------------------------------------------------------------------ */
+
+/* An array of length elements, all undefined. ISO_ERR_RANGE beyond 2^28
+ * elements. May allocate. */
+ISO_API iso_handle iso_array_new(iso_isolate *iso, size_t length);
+/* Length; 0 and ISO_ERR_TYPE for a non-array. */
+ISO_API size_t iso_array_length(iso_value a);
+/* Element i in a new handle; NULL and ISO_ERR_RANGE past the end. */
+ISO_API iso_handle iso_array_get(iso_isolate *iso, iso_value a, size_t i);
+/* Sets element i; i == length appends; ISO_ERR_RANGE beyond. May allocate
+ * (when it grows). */
+ISO_API iso_status iso_array_set(iso_isolate *iso, iso_value a, size_t i,
+                                 iso_value v);
+ISO_API iso_status iso_array_push(iso_isolate *iso, iso_value a, iso_value v);
+/* Removes and returns the last element; undefined when empty. */
+ISO_API iso_handle iso_array_pop(iso_isolate *iso, iso_value a);
+/* Truncates, or extends with undefined. May allocate. */
+ISO_API iso_status iso_array_set_length(iso_isolate *iso, iso_value a,
+                                        size_t length);
+
+/* ------------------------------------------------------------------------
+ * Maps: hash maps that keep insertion order, as JavaScript's Map
+ * ------------------------------------------------------------------------ */
+
+/* Keys compare as SameValueZero: strings by content, numbers by value
+ * (NaN equals NaN, -0 equals 0), everything else by identity. */
+ISO_API iso_handle iso_map_new(iso_isolate *iso);
+ISO_API size_t iso_map_size(iso_value m); /* 0 and ISO_ERR_TYPE if not */
+/* Inserts or replaces; may allocate. */
+ISO_API iso_status iso_map_set(iso_isolate *iso, iso_value m, iso_value key,
+                               iso_value value);
+/* The value for key in a new handle; undefined if absent. */
+ISO_API iso_handle iso_map_get(iso_isolate *iso, iso_value m, iso_value key);
+ISO_API bool iso_map_has(iso_isolate *iso, iso_value m, iso_value key);
+/* true if the key was present. Never allocates. */
+ISO_API bool iso_map_delete(iso_isolate *iso, iso_value m, iso_value key);
+ISO_API iso_status iso_map_clear(iso_isolate *iso, iso_value m);
+/* Iterates in insertion order: start with *cursor = 0; each call stores
+ * the next entry in new handles and returns true, or returns false at the
+ * end. Entries added during iteration are visited; deleted ones are not. */
+ISO_API bool iso_map_next(iso_isolate *iso, iso_value m, size_t *cursor,
+                          iso_handle *key, iso_handle *value);
+
+/* ------------------------------------------------------------------------
+ * Records: instances of registered types
+ * ------------------------------------------------------------------------ */
+
+/* A record: every slot undefined, raw bytes zero. May allocate. */
+ISO_API iso_handle iso_record_new(iso_isolate *iso, iso_type type);
+/* ISO_INLINE iso_handle iso_record_new_v(iso_isolate *iso, iso_type type,
+ *                                        size_t n, const iso_value *init);
+ *   A record whose first n slots are init[0..n-1] (n <= slot count), the
+ *   rest undefined. Inline bump allocation. May allocate. */
+/* Slot i in a new handle; NULL with ISO_ERR_TYPE / ISO_ERR_RANGE. */
+ISO_API iso_handle iso_record_get(iso_isolate *iso, iso_value r, uint32_t i);
+/* ISO_INLINE iso_value iso_record_slot(iso_value r, uint32_t i);
+ *   Raw read, no checks in release builds (the caller knows r is a record
+ *   and i is in range). Never allocates.
+ * ISO_INLINE iso_status iso_record_set(iso_isolate *iso, iso_value r,
+ *                                      uint32_t i, iso_value v);
+ *   Stores through the write barrier. ISO_ERR_TYPE / ISO_ERR_RANGE. Never
+ *   allocates. */
+ISO_API uint32_t iso_record_slot_count(iso_value r);
+/* The raw bytes; valid until the next allocation. NULL if not a record or
+ * it has none. */
+ISO_API void *iso_record_raw(iso_value r);
+ISO_API size_t iso_record_raw_size(iso_value r);
+
+/* ------------------------------------------------------------------------
+ * ArrayBuffers: byte storage outside the heap, counted as external memory
+ * ------------------------------------------------------------------------ */
+
+/* A zero-filled buffer; its memory is freed when the buffer dies. May
+ * allocate. ISO_ERR_OUT_OF_MEMORY if malloc fails. */
+ISO_API iso_handle iso_array_buffer_new(iso_isolate *iso, size_t byte_length);
+typedef void (*iso_free_callback)(void *data, size_t length, void *ctx);
+/* Wraps caller memory; free_cb (may be NULL) runs on the isolate's thread
+ * when the buffer dies, is detached into nothing, or the isolate is freed. */
+ISO_API iso_handle iso_array_buffer_new_external(iso_isolate *iso, void *data,
+                                                 size_t byte_length,
+                                                 iso_free_callback free_cb,
+                                                 void *ctx);
+/* The bytes: stable (they never move) until the buffer is detached or dies.
+ * NULL for a detached or empty buffer. */
+ISO_API void *iso_array_buffer_data(iso_value ab);
+ISO_API size_t iso_array_buffer_byte_length(iso_value ab);
+ISO_API bool iso_array_buffer_is_detached(iso_value ab);
+/* Detaches: the buffer becomes empty and its memory is freed. */
+ISO_API iso_status iso_array_buffer_detach(iso_isolate *iso, iso_value ab);
+
+/* ------------------------------------------------------------------------
+ * Collection, memory usage and statistics (Node.js / V8 names)
+ * ------------------------------------------------------------------------ */
+
+/* A manual collection, as global.gc(). Owning thread; moves young objects. */
+ISO_API iso_status iso_gc(iso_isolate *iso, iso_gc_kind kind);
+
+typedef struct iso_memory_usage_t {
+  size_t rss;           /* process resident set size */
+  size_t heap_total;    /* bytes of pages this isolate holds */
+  size_t heap_used;     /* bytes of live and not yet collected objects */
+  size_t external;      /* off-heap memory held by this isolate's objects */
+  size_t array_buffers; /* the part of external in ArrayBuffers */
+} iso_memory_usage_t;
+/* As process.memoryUsage(), for one isolate. Owning thread. */
+ISO_API iso_status iso_memory_usage(iso_isolate *iso, iso_memory_usage_t *out);
+
+typedef struct iso_heap_statistics_t {
+  size_t total_heap_size;
+  size_t total_heap_size_executable; /* always 0 */
+  size_t total_physical_size;
+  size_t total_available_size;
+  size_t used_heap_size;
+  size_t heap_size_limit;
+  size_t malloced_memory;
+  size_t peak_malloced_memory;
+  size_t external_memory;
+  size_t total_global_handles_size;
+  size_t used_global_handles_size;
+  size_t does_zap_garbage;
+} iso_heap_statistics_t;
+/* As v8.getHeapStatistics(). Owning thread. */
+ISO_API iso_status iso_heap_statistics(iso_isolate *iso,
+                                       iso_heap_statistics_t *out);
+
+typedef struct iso_heap_space_statistics_t {
+  const char *space_name; /* "new_space", "old_space", "large_object_space" */
+  size_t space_size;
+  size_t space_used_size;
+  size_t space_available_size;
+  size_t physical_space_size;
+} iso_heap_space_statistics_t;
+ISO_API size_t iso_heap_space_count(void);
+/* As v8.getHeapSpaceStatistics()[index]; ISO_ERR_RANGE past the end. */
+ISO_API iso_status iso_heap_space_statistics(iso_isolate *iso, size_t index,
+                                             iso_heap_space_statistics_t *out);
+
+typedef struct iso_pause_stats_t {
+  uint64_t count;
+  double total_ms, p50_ms, p99_ms, max_ms;
+} iso_pause_stats_t;
+typedef struct iso_gc_statistics_t {
+  iso_pause_stats_t scavenge; /* young-generation pauses */
+  iso_pause_stats_t full;     /* full-collection pauses */
+  iso_pause_stats_t all;      /* every pause of this isolate */
+  uint64_t promoted_bytes;    /* moved from young to old, in total */
+  uint64_t allocated_bytes;   /* allocated, in total (young and old) */
+} iso_gc_statistics_t;
+/* Pause statistics of this isolate since it was created (percentiles from
+ * a log-linear histogram, within 3%). Owning thread. */
+ISO_API iso_status iso_gc_statistics(iso_isolate *iso,
+                                     iso_gc_statistics_t *out);
+
+typedef struct iso_type_statistics_t {
+  iso_type type;
+  const char *name;
+  size_t count; /* objects, live or not yet collected */
+  size_t bytes;
+} iso_type_statistics_t;
+/* Objects per type in the heap (for leak hunting without a snapshot):
+ * fills out[0..cap-1] with the types that have objects, largest bytes
+ * first, and stores how many types have objects in *ntypes. Owning thread;
+ * walks the heap; never allocates in it. */
+ISO_API iso_status iso_heap_object_statistics(iso_isolate *iso,
+                                              iso_type_statistics_t *out,
+                                              size_t cap, size_t *ntypes);
+
+/* Checks every invariant of the heap (headers, types, slots, remembered
+ * set); ISO_ERR_HEAP_CORRUPT with a description in iso_last_error(). Owning
+ * thread; never allocates. */
+ISO_API iso_status iso_heap_verify(iso_isolate *iso);
+
+/* ------------------------------------------------------------------------
+ * Inline fast paths (ABI, not API: use the functions above)
+ * ------------------------------------------------------------------------ */
+
+/* Page geometry: every heap object lies in a 256 KiB-aligned page whose
+ * first word holds the page's flags. */
+#define ISO_INL_PAGE_SIZE ((uintptr_t)256 * 1024)
+#define ISO_INL_PAGE_YOUNG 1u
+#define ISO_INL_PAGE_OLD 2u
+#define ISO_INL_PAGE_LARGE 4u
+
+/* Per-type facts the fast paths need; one flat table per runtime. */
+typedef struct iso_inl_type {
+  uint64_t header;     /* header word of a new object of this type */
+  uint32_t size_bytes; /* fixed size (records); 0 for variable size */
+  uint32_t slot_count;
+} iso_inl_type;
+
+/* The first member of every isolate. Owned by the isolate's thread. */
+typedef struct iso_inl_isolate {
+  char *alloc_top; /* young linear allocation area [top, limit) */
+  char *alloc_limit;
+  iso_value *handle_top; /* handle block [top, limit) */
+  iso_value *handle_limit;
+  iso_scope *scope; /* innermost open scope */
+  const iso_inl_type *types;
+  unsigned barrier_flags; /* which write barriers are on; see gc/barrier.c */
+} iso_inl_isolate;
+
+struct iso_scope {
+  iso_isolate *isolate;
+  iso_scope *parent;
+  iso_value *escape_slot;
+  iso_value *saved_top;
+  iso_value *saved_limit;
+};
+
+#define ISO_INL(iso) ((iso_inl_isolate *)(void *)(iso))
+#define ISO_INL_HDR_TYPE_SHIFT 3
+#define ISO_INL_HDR_TYPE_MASK 0xffffu
+
+ISO_API iso_handle iso_inl_handle_slow(iso_isolate *iso, iso_value v);
+ISO_API void iso_inl_scope_close_slow(iso_scope *s);
+ISO_API iso_status iso_inl_scope_error(iso_scope *s);
+ISO_API iso_handle iso_inl_record_new_slow(iso_isolate *iso, iso_type type,
+                                           size_t n, const iso_value *init);
+ISO_API iso_status iso_inl_record_set_slow(iso_isolate *iso, iso_value r,
+                                           uint32_t i, iso_value v);
+ISO_API void iso_inl_barrier_slow(iso_isolate *iso, iso_value host,
+                                  iso_value *slot, iso_value old,
+                                  iso_value v);
+
+ISO_INLINE iso_value iso_get(iso_handle h) { return *h; }
+ISO_INLINE void iso_handle_set(iso_handle h, iso_value v) { *h = v; }
+
+ISO_INLINE iso_handle iso_handle_new(iso_isolate *iso, iso_value v) {
+  iso_inl_isolate *t = ISO_INL(iso);
+  if (ISO_LIKELY(t->handle_top < t->handle_limit)) {
+    iso_value *h = t->handle_top++;
+    *h = v;
+    return h;
+  }
+  return iso_inl_handle_slow(iso, v);
+}
+
+ISO_INLINE void iso_scope_open(iso_isolate *iso, iso_scope *s) {
+  iso_inl_isolate *t = ISO_INL(iso);
+  s->isolate = iso;
+  s->parent = t->scope;
+  s->escape_slot = iso_handle_new(iso, ISO_UNDEFINED);
+  s->saved_top = t->handle_top;
+  s->saved_limit = t->handle_limit;
+  t->scope = s;
+}
+
+ISO_INLINE iso_status iso_scope_close(iso_scope *s) {
+  iso_inl_isolate *t = ISO_INL(s->isolate);
+  if (ISO_UNLIKELY(t->scope != s || s->escape_slot == NULL))
+    return iso_inl_scope_error(s);
+  t->scope = s->parent;
+  if (ISO_LIKELY(s->saved_limit == t->handle_limit)) {
+    t->handle_top = s->escape_slot; /* drop the escape slot too */
+  } else {
+    iso_inl_scope_close_slow(s);
+  }
+  return ISO_OK;
+}
+
+ISO_INLINE iso_handle iso_scope_escape(iso_scope *s, iso_handle h) {
+  iso_value *slot = s->escape_slot;
+  iso_value v = h ? *h : ISO_UNDEFINED;
+  iso_inl_isolate *t = ISO_INL(s->isolate);
+  if (ISO_UNLIKELY(t->scope != s || slot == NULL)) {
+    iso_inl_scope_error(s);
+    return NULL;
+  }
+  t->scope = s->parent;
+  if (ISO_LIKELY(s->saved_limit == t->handle_limit)) {
+    t->handle_top = slot + 1; /* keep the escape slot */
+  } else {
+    s->escape_slot = slot + 1; /* slow path keeps [.., slot] */
+    iso_inl_scope_close_slow(s);
+  }
+  *slot = v;
+  return slot;
+}
+
+#define ISO_INL_HDR(v) (*(const uint64_t *)(uintptr_t)(v))
+#define ISO_INL_PAGE_FLAGS(addr) \
+  (*(const uint32_t *)((uintptr_t)(addr) & ~(ISO_INL_PAGE_SIZE - 1)))
+
+ISO_INLINE iso_value iso_record_slot(iso_value r, uint32_t i) {
+  return __atomic_load_n((iso_value *)(uintptr_t)r + 1 + i, __ATOMIC_RELAXED);
+}
+
+/* Write barrier, fast check: nothing to do unless a marking barrier is on
+ * or an old object receives a young reference (see gc/barrier.c). */
+ISO_INLINE void iso_inl_store(iso_isolate *iso, iso_value host,
+                              iso_value *slot, iso_value v) {
+  iso_value old = __atomic_load_n(slot, __ATOMIC_RELAXED);
+  __atomic_store_n(slot, v, __ATOMIC_RELAXED);
+  if (ISO_UNLIKELY(ISO_INL(iso)->barrier_flags != 0) ||
+      (iso_is_ref(v) && (ISO_INL_PAGE_FLAGS(v) & ISO_INL_PAGE_YOUNG) &&
+       !(ISO_INL_PAGE_FLAGS(host) & ISO_INL_PAGE_YOUNG)))
+    iso_inl_barrier_slow(iso, host, slot, old, v);
+}
+
+ISO_INLINE iso_status iso_record_set(iso_isolate *iso, iso_value r,
+                                     uint32_t i, iso_value v) {
+  const iso_inl_isolate *t = ISO_INL(iso);
+  if (ISO_LIKELY(iso_is_ref(r))) {
+    uint64_t hdr = ISO_INL_HDR(r);
+    const iso_inl_type *ty =
+        &t->types[(hdr >> ISO_INL_HDR_TYPE_SHIFT) & ISO_INL_HDR_TYPE_MASK];
+    if (ISO_LIKELY(ty->size_bytes != 0 && i < ty->slot_count && (hdr & 1))) {
+      iso_inl_store(iso, r, (iso_value *)(uintptr_t)r + 1 + i, v);
+      return ISO_OK;
+    }
+  }
+  return iso_inl_record_set_slow(iso, r, i, v);
+}
+
+ISO_INLINE iso_handle iso_record_new_v(iso_isolate *iso, iso_type type,
+                                       size_t n, const iso_value *init) {
+  iso_inl_isolate *t = ISO_INL(iso);
+  const iso_inl_type *ty = &t->types[type & ISO_INL_HDR_TYPE_MASK];
+  size_t size = ty->size_bytes;
+  char *top = t->alloc_top;
+  if (ISO_LIKELY(type == (type & ISO_INL_HDR_TYPE_MASK) && size != 0 &&
+                 n <= ty->slot_count && (size_t)(t->alloc_limit - top) >= size &&
+                 t->handle_top < t->handle_limit)) {
+    iso_value *o = (iso_value *)(void *)top;
+    uint32_t k = ty->slot_count;
+    size_t i;
+    t->alloc_top = top + size;
+    o[0] = ty->header;
+    for (i = 0; i < n; i++) o[1 + i] = init[i];
+    for (; i < k; i++) o[1 + i] = ISO_UNDEFINED;
+    for (i = 1 + k; i < size / 8; i++) o[i] = 0;
+    iso_value *h = t->handle_top++;
+    *h = (iso_value)(uintptr_t)o;
+    return h;
+  }
+  return iso_inl_record_new_slow(iso, type, n, init);
+}
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* ISOLATE_H */

@@ -1,0 +1,117 @@
+/*
+ * Internal view of runtimes and isolates, shared by isolate/, gc/ and
+ * threads/. Never installed.
+ */
+#ifndef ISOLATE_INTERNAL_H
+#define ISOLATE_INTERNAL_H
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "isolate.h"
+#include "heap.h"
+#include "object.h"
+#include "page.h"
+
+#ifndef ISO_DEBUG_CHECKS
+#define ISO_DEBUG_CHECKS 0
+#endif
+
+/* ---- the runtime ---- */
+
+struct iso_runtime {
+  gc_pool *pool;
+  pthread_mutex_t lock; /* guards type registration and the isolate list */
+  /* The type tables: GC_MAX_TYPES entries each. An entry is written under
+   * lock before type_count is raised past it (release); readers hold an
+   * id they got after that, so they see the entry without a lock. */
+  iso_inl_type *inl_types;
+  gc_type *types;
+  uint32_t type_count; /* next id; atomic */
+  size_t isolate_count; /* atomic */
+  iso_isolate *isolates; /* list, under lock */
+};
+
+/* The descriptor of a type id, or NULL. Lock-free. */
+const gc_type *isolate_type(const iso_runtime *rt, uint32_t type);
+/* The descriptor of an object's type. Lock-free; the object's header must
+ * carry a registered type. */
+const gc_type *isolate_type_of(iso_value v);
+/* The runtime that owns the type table holding this object's type. Every
+ * page knows its owner isolate. */
+iso_runtime *isolate_runtime_of(iso_value v);
+
+/* ---- handles ---- */
+
+#define ISOLATE_HANDLE_BLOCK_SLOTS 1020
+typedef struct isolate_handle_block {
+  struct isolate_handle_block *prev, *next;
+  iso_value slots[ISOLATE_HANDLE_BLOCK_SLOTS];
+} isolate_handle_block;
+
+struct iso_global {
+  iso_value value;
+  struct iso_global *prev, *next;
+};
+
+/* ---- the isolate ---- */
+
+struct iso_isolate {
+  iso_inl_isolate inl; /* must be first: the public inline paths use it */
+  iso_runtime *rt;
+  char *name;
+  iso_isolate *next_in_runtime; /* under rt->lock */
+  /* Thread binding: the owning thread's token, 0 when no thread has
+   * entered. Changed only by CAS in enter/exit (isolate/isolate.c). */
+  uintptr_t owner;
+  isolate_handle_block *hfirst, *hcur, *hspare;
+  iso_scope root_scope;
+  iso_global *globals;
+  size_t global_count;
+  gc_heap heap;
+};
+
+/* Visits every root slot (handles and globals). */
+typedef void (*isolate_root_visitor)(iso_isolate *iso, iso_value *slot,
+                                     void *ctx);
+void isolate_visit_roots(iso_isolate *iso, isolate_root_visitor fn,
+                         void *ctx);
+size_t isolate_handle_count(iso_isolate *iso);
+void isolate_handles_free(iso_isolate *iso);
+
+/* ---- errors ---- */
+
+/* Sets this thread's error and returns status. */
+iso_status isolate_fail(iso_status status, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* The same, for functions that return a handle. */
+#define ISOLATE_FAIL_NULL(...) (isolate_fail(__VA_ARGS__), (iso_handle)NULL)
+
+/* Debug-build check that the calling thread owns iso. Evaluates to a
+ * failing status, or ISO_OK. */
+iso_status isolate_check_thread_slow(iso_isolate *iso);
+#if ISO_DEBUG_CHECKS >= 1
+#define ISOLATE_CHECK(iso)                                             \
+  ((iso) == NULL ? isolate_fail(ISO_ERR_ARGUMENT, "isolate is NULL")   \
+                 : isolate_check_thread_slow(iso))
+#else
+#define ISOLATE_CHECK(iso) \
+  ((iso) == NULL ? isolate_fail(ISO_ERR_ARGUMENT, "isolate is NULL") : ISO_OK)
+#endif
+
+/* Assertions by tier (STYLE: cheap always-on, debug, expensive). */
+void isolate_assert_fail(const char *expr, const char *file, int line);
+#define ISO_ASSERT(e) \
+  ((e) ? (void)0 : isolate_assert_fail(#e, __FILE__, __LINE__))
+#if ISO_DEBUG_CHECKS >= 1
+#define ISO_DASSERT(e) ISO_ASSERT(e)
+#else
+#define ISO_DASSERT(e) ((void)0)
+#endif
+
+uint64_t isolate_now_ns(void);
+
+#endif /* ISOLATE_INTERNAL_H */

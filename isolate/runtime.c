@@ -1,0 +1,191 @@
+/*
+ * Runtimes and the type registry.
+ *
+ * A runtime owns the page pool and the type tables. Type ids are indexes
+ * into two flat tables of GC_MAX_TYPES entries (calloc'd, so untouched
+ * entries cost no resident memory): gc_type for the collector and
+ * iso_inl_type for the inline fast paths. An entry is written under the
+ * runtime lock and published by a release store of type_count; any thread
+ * that learned an id afterwards (from iso_type_register, iso_type_find, or
+ * a header it read) reads the entry without a lock.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "isolate_internal.h"
+
+static void set_type(iso_runtime *rt, uint32_t id, const char *name,
+                     iso_kind kind, gc_layout layout, uint32_t slots,
+                     uint32_t raw) {
+  gc_type *t = &rt->types[id];
+  iso_inl_type *it = &rt->inl_types[id];
+  t->name = name;
+  t->kind = kind;
+  t->layout = layout;
+  t->slot_count = slots;
+  t->raw_size = raw;
+  it->slot_count = slots;
+  if (kind == ISO_KIND_RECORD) {
+    size_t bytes = 8 + 8 * (size_t)slots + (((size_t)raw + 7) & ~(size_t)7);
+    /* The inline allocator only handles objects that fit in a young page;
+     * bigger records take the slow path to the large object space. */
+    it->size_bytes = bytes < GC_LARGE_OBJECT_SIZE ? (uint32_t)bytes : 0;
+    it->header = gc_hdr_make(id, bytes / 8);
+  }
+}
+
+iso_runtime *iso_runtime_new(const iso_runtime_params *params) {
+  iso_runtime_params p = {sizeof p, 32u << 20};
+  if (params) {
+    if (params->struct_size < sizeof(size_t) ||
+        params->struct_size > 4096) {
+      isolate_fail(ISO_ERR_ARGUMENT,
+                   "iso_runtime_new: params->struct_size is not set");
+      return NULL;
+    }
+    if (params->struct_size >= offsetof(iso_runtime_params,
+                                        page_pool_retain_bytes) +
+                                   sizeof(size_t) &&
+        params->page_pool_retain_bytes)
+      p.page_pool_retain_bytes = params->page_pool_retain_bytes;
+  }
+  iso_runtime *rt = calloc(1, sizeof *rt);
+  if (!rt) goto oom;
+  rt->types = calloc(GC_MAX_TYPES, sizeof *rt->types);
+  rt->inl_types = calloc(GC_MAX_TYPES, sizeof *rt->inl_types);
+  rt->pool = gc_pool_new(p.page_pool_retain_bytes);
+  if (!rt->types || !rt->inl_types || !rt->pool) goto oom;
+  pthread_mutex_init(&rt->lock, NULL);
+  set_type(rt, GC_TYPE_FILLER, "(filler)", ISO_KIND_INVALID,
+           GC_LAYOUT_NONE, 0, 0);
+  set_type(rt, GC_TYPE_DOUBLE, "double", ISO_KIND_DOUBLE, GC_LAYOUT_NONE, 0,
+           8);
+  set_type(rt, GC_TYPE_STRING, "string", ISO_KIND_STRING, GC_LAYOUT_NONE, 0,
+           0);
+  set_type(rt, GC_TYPE_FIXED_ARRAY, "(elements)", ISO_KIND_INVALID,
+           GC_LAYOUT_ALL, 0, 0);
+  set_type(rt, GC_TYPE_ARRAY, "array", ISO_KIND_ARRAY, GC_LAYOUT_FIXED,
+           GC_ARRAY_SLOTS, 0);
+  set_type(rt, GC_TYPE_MAP, "map", ISO_KIND_MAP, GC_LAYOUT_FIXED,
+           GC_MAP_SLOTS, 0);
+  set_type(rt, GC_TYPE_ARRAY_BUFFER, "ArrayBuffer", ISO_KIND_ARRAY_BUFFER,
+           GC_LAYOUT_NONE, 0, GC_ARRAY_BUFFER_RAW);
+  thr_store_release(&rt->type_count, (uint32_t)GC_TYPE_FIRST_USER);
+  return rt;
+oom:
+  if (rt) {
+    free(rt->types);
+    free(rt->inl_types);
+    if (rt->pool) gc_pool_free(rt->pool);
+    free(rt);
+  }
+  isolate_fail(ISO_ERR_OUT_OF_MEMORY, "iso_runtime_new: out of memory");
+  return NULL;
+}
+
+iso_status iso_runtime_free(iso_runtime *rt) {
+  if (!rt) return isolate_fail(ISO_ERR_ARGUMENT, "iso_runtime_free: NULL");
+  size_t n = thr_load_acquire(&rt->isolate_count);
+  if (n != 0)
+    return isolate_fail(ISO_ERR_STATE,
+                        "iso_runtime_free: %zu isolate(s) still alive", n);
+  uint32_t count = thr_load_acquire(&rt->type_count);
+  for (uint32_t i = GC_TYPE_FIRST_USER; i < count; i++)
+    free((char *)rt->types[i].name);
+  gc_pool_free(rt->pool);
+  pthread_mutex_destroy(&rt->lock);
+  free(rt->types);
+  free(rt->inl_types);
+  free(rt);
+  return ISO_OK;
+}
+
+size_t iso_runtime_isolate_count(iso_runtime *rt) {
+  return rt ? thr_load_acquire(&rt->isolate_count) : 0;
+}
+
+const gc_type *isolate_type(const iso_runtime *rt, uint32_t type) {
+  if (!rt || type == 0 || type >= GC_MAX_TYPES) return NULL;
+  if (type >= thr_load_acquire(&((iso_runtime *)rt)->type_count)) return NULL;
+  const gc_type *t = &rt->types[type];
+  return t->name ? t : NULL;
+}
+
+iso_runtime *isolate_runtime_of(iso_value v) {
+  return gc_page_of(gc_obj(v))->owner->rt;
+}
+
+const gc_type *isolate_type_of(iso_value v) {
+  return &isolate_runtime_of(v)->types[gc_type_id(v)];
+}
+
+static uint32_t find_locked(iso_runtime *rt, const char *name) {
+  uint32_t count = thr_load_relaxed(&rt->type_count);
+  for (uint32_t i = GC_TYPE_FIRST_USER; i < count; i++)
+    if (strcmp(rt->types[i].name, name) == 0) return i;
+  return 0;
+}
+
+iso_type iso_type_register(iso_runtime *rt, const iso_type_desc *d) {
+  if (!rt || !d) {
+    isolate_fail(ISO_ERR_ARGUMENT, "iso_type_register: NULL argument");
+    return 0;
+  }
+  if (d->struct_size < offsetof(iso_type_desc, raw_size) + sizeof(uint32_t)) {
+    isolate_fail(ISO_ERR_ARGUMENT,
+                 "iso_type_register: desc->struct_size is not set");
+    return 0;
+  }
+  if (!d->name || !d->name[0] || strlen(d->name) > 255) {
+    isolate_fail(ISO_ERR_ARGUMENT,
+                 "iso_type_register: name must be 1 to 255 bytes");
+    return 0;
+  }
+  if (d->slot_count > 65536 || d->raw_size > (1u << 20)) {
+    isolate_fail(ISO_ERR_ARGUMENT,
+                 "iso_type_register: '%s' has %u slots and %u raw bytes; "
+                 "the limits are 65536 and 1048576",
+                 d->name, d->slot_count, d->raw_size);
+    return 0;
+  }
+  char *name = strdup(d->name);
+  if (!name) {
+    isolate_fail(ISO_ERR_OUT_OF_MEMORY, "iso_type_register: out of memory");
+    return 0;
+  }
+  pthread_mutex_lock(&rt->lock);
+  uint32_t id = 0;
+  iso_status st = ISO_OK;
+  if (find_locked(rt, name)) {
+    st = isolate_fail(ISO_ERR_ARGUMENT,
+                      "iso_type_register: a type named '%s' exists", name);
+  } else {
+    id = thr_load_relaxed(&rt->type_count);
+    if (id >= 65000) {
+      st = isolate_fail(ISO_ERR_LIMIT,
+                        "iso_type_register: too many types (65000)");
+      id = 0;
+    } else {
+      set_type(rt, id, name, ISO_KIND_RECORD, GC_LAYOUT_FIXED, d->slot_count,
+               d->raw_size);
+      /* Pairs with the acquire loads of type_count in isolate_type(). */
+      thr_store_release(&rt->type_count, id + 1);
+    }
+  }
+  pthread_mutex_unlock(&rt->lock);
+  if (st != ISO_OK) free(name);
+  return id;
+}
+
+iso_type iso_type_find(iso_runtime *rt, const char *name) {
+  if (!rt || !name) return 0;
+  pthread_mutex_lock(&rt->lock);
+  uint32_t id = find_locked(rt, name);
+  pthread_mutex_unlock(&rt->lock);
+  return id;
+}
+
+const char *iso_type_name(iso_runtime *rt, iso_type type) {
+  const gc_type *t = isolate_type(rt, type);
+  return t ? t->name : NULL;
+}
