@@ -73,6 +73,8 @@ typedef struct gc_young {
   size_t capacity_pages; /* the semispace size now, in pages */
   size_t min_pages, max_pages;
   char *real_limit; /* end of the allocation area when stress hides it */
+  gc_page *spare;   /* evacuated pages kept for the next to-space */
+  size_t spare_count;
   size_t survived_bytes;
 } gc_young;
 

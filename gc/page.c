@@ -132,7 +132,7 @@ gc_page *gc_pool_take(gc_pool *pool, iso_isolate *owner, uint32_t flags) {
 void gc_pool_give(gc_pool *pool, gc_page *p) {
   thr_store_release(&p->flags, (uint32_t)GC_PAGE_FREE);
   p->owner = NULL;
-#if ISO_DEBUG_CHECKS >= 2
+#if ISO_DEBUG_CHECKS >= 1
   /* Zap: a stale reference into this page now reads a header whose type
    * is not registered, and fails fast. */
   memset(p->area_start, 0xdb, GC_PAGE_AREA);

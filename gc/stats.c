@@ -133,7 +133,7 @@ iso_status iso_heap_statistics(iso_isolate *iso, iso_heap_statistics_t *out) {
   out->external_memory = h->external_bytes;
   out->total_global_handles_size = iso->global_count * sizeof(iso_global);
   out->used_global_handles_size = out->total_global_handles_size;
-  out->does_zap_garbage = ISO_DEBUG_CHECKS >= 2;
+  out->does_zap_garbage = ISO_DEBUG_CHECKS >= 1;
   return ISO_OK;
 }
 

@@ -12,6 +12,7 @@
  *   live page of this isolate (never from-space, a pooled page, or
  *   another isolate's page);
  * - every old-to-young slot has its remembered-set bit;
+ * - the allocation area lies inside the last young page;
  * - outside a collection no mark bit is set.
  * It walks the whole heap, garbage included: dead objects must be as
  * consistent as live ones, since the sweeper and the scavenger read them.
@@ -147,6 +148,14 @@ iso_status gc_verify(iso_isolate *iso) {
                 ISO_OK};
   bool ok = true;
   gc_make_iterable(iso);
+  /* The allocation area lies in the last young page, top <= limit. */
+  gc_page *last = h->young.last;
+  if (iso->inl.alloc_top > iso->inl.alloc_limit ||
+      (last && (iso->inl.alloc_top < last->area_start ||
+                iso->inl.alloc_top > last->area_end ||
+                iso->inl.alloc_limit > last->area_end)))
+    fail(&v, "allocation area [%p, %p) is not inside the last young page",
+         iso->inl.alloc_top, iso->inl.alloc_limit);
   for (gc_page *p = h->young.pages; p && ok; p = p->next) {
     if (p->owner != iso || (p->flags & ~GC_PAGE_YOUNG) ||
         !(p->flags & GC_PAGE_YOUNG))

@@ -17,7 +17,7 @@
  *   age bit set; an object that already has it is promoted into the old
  *   space. Promotion never fails for the heap limit (the object is live
  *   already); if the OS refuses an old page it stays young instead.
- * - Debug builds (ISO_DEBUG_CHECKS >= 2) zap the evacuated pages, so a
+ * - Debug builds (ISO_DEBUG_CHECKS >= 1) zap the evacuated pages, so a
  *   stale raw value fails at its next use.
  */
 #include <stdlib.h>
@@ -47,14 +47,20 @@ void gc_young_init(iso_isolate *iso, size_t max_young) {
   y->real_limit = NULL;
 }
 
-void gc_young_release_all(iso_isolate *iso) {
-  gc_young *y = &iso->heap.young;
-  gc_page *p = y->pages;
+static void give_list(iso_isolate *iso, gc_page *p) {
   while (p) {
     gc_page *n = p->next;
     gc_pool_give(iso->rt->pool, p);
     p = n;
   }
+}
+
+void gc_young_release_all(iso_isolate *iso) {
+  gc_young *y = &iso->heap.young;
+  give_list(iso, y->pages);
+  give_list(iso, y->spare);
+  y->spare = NULL;
+  y->spare_count = 0;
   y->pages = y->last = NULL;
   y->page_count = 0;
   iso->inl.alloc_top = iso->inl.alloc_limit = NULL;
@@ -67,6 +73,8 @@ static char *area_limit(iso_isolate *iso) {
                                          : iso->inl.alloc_limit;
 }
 
+/* Keeps inl.alloc_top <= inl.alloc_limit: the inline check computes
+ * limit - top unsigned, so a top past the limit would allocate forever. */
 static void set_area(iso_isolate *iso, char *top, char *limit) {
   iso->inl.alloc_top = top;
   iso->heap.young.real_limit = limit;
@@ -76,8 +84,17 @@ static void set_area(iso_isolate *iso, char *top, char *limit) {
 /* Appends a fresh page and makes it the allocation area. */
 static bool add_page(iso_isolate *iso) {
   gc_young *y = &iso->heap.young;
-  gc_page *p = gc_pool_take(iso->rt->pool, iso, GC_PAGE_YOUNG);
-  if (!p) return false;
+  gc_page *p = y->spare;
+  if (p) {
+    /* A spare is still committed and cache-warm: no page fault. */
+    y->spare = p->next;
+    y->spare_count--;
+    p->next = NULL;
+    thr_store_release(&p->flags, (uint32_t)GC_PAGE_YOUNG);
+  } else {
+    p = gc_pool_take(iso->rt->pool, iso, GC_PAGE_YOUNG);
+    if (!p) return false;
+  }
   if (y->last) {
     gc_fill(iso->inl.alloc_top, (size_t)(y->last->area_end - iso->inl.alloc_top));
     y->last->next = p;
@@ -104,7 +121,7 @@ static void *copy_space(scavenger *s, size_t bytes) {
   for (;;) {
     char *top = iso->inl.alloc_top;
     if (top && (size_t)(area_limit(iso) - top) >= bytes) {
-      iso->inl.alloc_top = top + bytes;
+      set_area(iso, top + bytes, area_limit(iso));
       return top;
     }
     /* The OS refusing memory in the middle of a scavenge leaves nothing
@@ -124,6 +141,17 @@ static void push_promoted(scavenger *s, iso_value v) {
   s->promoted[s->npromoted++] = v;
 }
 
+/* Most objects are a few words: a word loop beats a call to memcpy. */
+static inline void copy_words(void *dst, const void *src, size_t bytes) {
+  if (bytes <= 64) {
+    uint64_t *d = dst;
+    const uint64_t *q = src;
+    for (size_t i = 0; i < bytes / 8; i++) d[i] = q[i];
+  } else {
+    memcpy(dst, src, bytes);
+  }
+}
+
 /* Evacuates the from-space object v (or finds its copy); returns the new
  * reference. */
 static iso_value evacuate(scavenger *s, iso_value v) {
@@ -135,14 +163,14 @@ static iso_value evacuate(scavenger *s, iso_value v) {
   bool promote = (hdr & GC_HDR_AGE) != 0;
   if (promote) dst = gc_old_alloc_raw(s->iso, bytes, false);
   if (dst) {
-    memcpy(dst, o, bytes);
+    copy_words(dst, o, bytes);
     *(uint64_t *)dst = hdr & ~GC_HDR_AGE;
     s->promoted_bytes += bytes;
     if (s->join) gc_mark_set((iso_value)(uintptr_t)dst); /* black */
     push_promoted(s, (iso_value)(uintptr_t)dst);
   } else {
     dst = copy_space(s, bytes);
-    memcpy(dst, o, bytes);
+    copy_words(dst, o, bytes);
     *(uint64_t *)dst = hdr | GC_HDR_AGE;
     s->survived_bytes += bytes;
   }
@@ -268,16 +296,29 @@ void gc_scavenge_work(iso_isolate *iso, gc_worklist_local *join) {
   process(&s, scan_page, scan);
 
   gc_externs_after_scavenge(iso);
+  resize(iso, s.survived_bytes);
+  /* Evacuated pages become spares for the next scavenge's to-space, up to
+   * the semispace size; the rest go back to the pool. A spare is flagged
+   * free, so a stale reference into it still fails verification. */
   while (from) {
     gc_page *n = from->next;
-    gc_pool_give(iso->rt->pool, from);
+    if (y->spare_count < y->capacity_pages) {
+      thr_store_release(&from->flags, (uint32_t)GC_PAGE_FREE);
+#if ISO_DEBUG_CHECKS >= 1
+      memset(from->area_start, 0xdb, GC_PAGE_AREA);
+#endif
+      from->next = y->spare;
+      y->spare = from;
+      y->spare_count++;
+    } else {
+      gc_pool_give(iso->rt->pool, from);
+    }
     from = n;
   }
   free(s.promoted);
   y->survived_bytes = s.survived_bytes;
   h->promoted_bytes_total += s.promoted_bytes;
   h->old.allocated_since_full += s.promoted_bytes;
-  resize(iso, s.survived_bytes);
 }
 
 /* ---- allocation slow path ---- */

@@ -37,8 +37,9 @@ struct iso_runtime {
 
 /* The descriptor of a type id, or NULL. Lock-free. */
 const gc_type *isolate_type(const iso_runtime *rt, uint32_t type);
-/* The descriptor of an object's type. Lock-free; the object's header must
- * carry a registered type. */
+/* The descriptor of an object's type, or NULL for a stale reference (into
+ * a page that was evacuated or returned) or an unregistered type.
+ * Lock-free. */
 const gc_type *isolate_type_of(iso_value v);
 /* The runtime that owns the type table holding this object's type. Every
  * page knows its owner isolate. */

@@ -116,7 +116,12 @@ iso_runtime *isolate_runtime_of(iso_value v) {
 }
 
 const gc_type *isolate_type_of(iso_value v) {
-  return &isolate_runtime_of(v)->types[gc_type_id(v)];
+  /* Robust against stale values: a reference into a page that went back
+   * to the pool (or was zapped) yields NULL, not a crash. */
+  gc_page *p = gc_page_of(gc_obj(v));
+  uint32_t flags = thr_load_acquire(&p->flags);
+  if ((flags & (GC_PAGE_FREE | GC_PAGE_FROM)) || !p->owner) return NULL;
+  return isolate_type(p->owner->rt, gc_type_id(v));
 }
 
 static uint32_t find_locked(iso_runtime *rt, const char *name) {
