@@ -112,7 +112,7 @@ static void extern_free_store(gc_heap *h, gc_extern *e) {
     }
   }
   h->external_bytes -= e->length;
-  h->array_buffer_bytes -= e->length;
+  if (e->counted) h->array_buffer_bytes -= e->length;
   e->data = NULL;
   e->length = 0;
 }
@@ -155,19 +155,18 @@ iso_value gc_alloc(iso_isolate *iso, uint32_t type, size_t bytes) {
     iso->inl.alloc_top = top + bytes;
     mem = top;
   } else {
-    mem = gc_alloc_young_slow(iso, bytes);
-    if (!mem) {
-      if (iso_last_status() != ISO_ERR_OUT_OF_MEMORY)
-        isolate_fail(ISO_ERR_OUT_OF_MEMORY,
-                     "heap limit reached allocating %zu bytes", bytes);
-      return 0;
-    }
+    mem = gc_alloc_young_slow(iso, bytes); /* sets the error on failure */
+    if (!mem) return 0;
   }
   gc_object_init(iso, mem, type, bytes);
   return (iso_value)(uintptr_t)mem;
 }
 
 iso_value gc_alloc_old(iso_isolate *iso, uint32_t type, size_t bytes) {
+  if (isolate_terminating(iso)) {
+    isolate_terminated_error(iso);
+    return 0;
+  }
   void *mem = gc_old_alloc_raw(iso, bytes, true);
   if (!mem) {
     gc_full(iso, GC_REASON_LIMIT);
@@ -178,6 +177,7 @@ iso_value gc_alloc_old(iso_isolate *iso, uint32_t type, size_t bytes) {
                  "heap limit reached allocating %zu bytes in the old "
                  "generation (limit %zu)",
                  bytes, iso->heap.old.limit);
+    if (iso->worker) isolate_request_terminate(iso, ISO_EXIT_OUT_OF_MEMORY);
     return 0;
   }
   gc_object_init(iso, mem, type, bytes);
@@ -236,6 +236,7 @@ gc_extern *gc_extern_add(iso_isolate *iso, iso_value obj, void *data,
   e->ctx = ctx;
   e->obj = obj;
   e->external = external;
+  e->counted = true;
   gc_extern_vec *v = gc_is_young_ref(obj) ? &h->young_externs : &h->old_externs;
   if (!vec_push(v, e)) {
     free(e);
@@ -244,6 +245,23 @@ gc_extern *gc_extern_add(iso_isolate *iso, iso_value obj, void *data,
   h->external_bytes += length;
   h->array_buffer_bytes += length;
   return e;
+}
+
+gc_extern *gc_extern_add_opaque(iso_isolate *iso, iso_value obj, void *data,
+                                iso_free_callback free_cb, void *ctx) {
+  gc_extern *e = gc_extern_add(iso, obj, data, 0, free_cb, ctx, true);
+  if (e) e->counted = false;
+  return e;
+}
+
+void gc_extern_steal(iso_isolate *iso, gc_extern *e, gc_extern *out) {
+  gc_heap *h = &iso->heap;
+  *out = *e;
+  h->external_bytes -= e->length;
+  if (e->counted) h->array_buffer_bytes -= e->length;
+  e->data = NULL;
+  e->length = 0;
+  e->detached = true;
 }
 
 void gc_extern_release(iso_isolate *iso, gc_extern *e) {

@@ -38,6 +38,7 @@ typedef struct gc_extern {
   iso_value obj; /* the owning ArrayBuffer; updated when it moves */
   bool external; /* memory supplied by the caller */
   bool detached; /* released by a detach; data NULL, length 0 */
+  bool counted;  /* length counts as array_buffers (ArrayBuffer, SAB) */
 } gc_extern;
 
 typedef struct gc_extern_vec {
@@ -167,6 +168,12 @@ gc_extern *gc_extern_add(iso_isolate *iso, iso_value obj, void *data,
                          bool external);
 /* Frees the store now (detach); the gc_extern stays tracked, empty. */
 void gc_extern_release(iso_isolate *iso, gc_extern *e);
+/* Takes the store away without freeing it (a zero-copy transfer): *out
+ * receives it (free_cb, ctx, external included) and e becomes detached. */
+void gc_extern_steal(iso_isolate *iso, gc_extern *e, gc_extern *out);
+/* Tracks a host pointer or port (no bytes counted) owned by obj. */
+gc_extern *gc_extern_add_opaque(iso_isolate *iso, iso_value obj, void *data,
+                                iso_free_callback free_cb, void *ctx);
 
 /* ---- collection ---- */
 

@@ -55,6 +55,10 @@ enum {
   GC_TYPE_ARRAY = 5,        /* slots: elements (fixed array), length (smi) */
   GC_TYPE_MAP = 6,          /* slots: see isolate/map.c */
   GC_TYPE_ARRAY_BUFFER = 7, /* raw: gc_extern pointer */
+  GC_TYPE_TYPED_ARRAY = 8,  /* slot: buffer; raw: gc_typed_array_raw */
+  GC_TYPE_SHARED_ARRAY_BUFFER = 9, /* raw: gc_extern pointer */
+  GC_TYPE_EXTERNAL = 10,    /* raw: gc_extern pointer (data = host ptr) */
+  GC_TYPE_PORT = 11,        /* raw: gc_extern pointer (data = iso_port) */
   GC_TYPE_FIRST_USER = 32
 };
 
@@ -66,10 +70,22 @@ enum {
  *   ARRAY         GC_ARRAY_SLOTS: [0] elements (fixed array, or undefined
  *                 when empty), [1] length (small integer)
  *   MAP           GC_MAP_SLOTS tagged slots, laid out by isolate/map.c
- *   ARRAY_BUFFER  no slots; raw 8 bytes: its gc_extern pointer */
+ *   ARRAY_BUFFER  no slots; raw 8 bytes: its gc_extern pointer
+ *   TYPED_ARRAY   1 slot: the buffer; raw gc_typed_array_raw
+ *   SHARED_ARRAY_BUFFER, EXTERNAL, PORT
+ *                 no slots; raw 8 bytes: a gc_extern pointer whose data is
+ *                 the shared store, the host pointer, or the iso_port */
 #define GC_ARRAY_SLOTS 2u
 #define GC_MAP_SLOTS 4u
 #define GC_ARRAY_BUFFER_RAW 8u
+#define GC_EXTERN_RAW 8u
+
+typedef struct gc_typed_array_raw {
+  uint32_t type; /* iso_typed_array_type */
+  uint32_t reserved;
+  uint64_t byte_offset;
+  uint64_t length; /* elements */
+} gc_typed_array_raw;
 
 typedef enum gc_layout {
   GC_LAYOUT_NONE = 0,

@@ -332,15 +332,31 @@ static void stress_tick(iso_isolate *iso) {
     gc_scavenge(iso, GC_REASON_STRESS);
 }
 
+/* The program exhausted its heap: fail the call, and a worker stops with
+ * the out-of-memory exit code (Note [Termination] in threads/wake.c). */
+static void *out_of_memory(iso_isolate *iso, size_t bytes) {
+  gc_heap *h = &iso->heap;
+  isolate_fail(ISO_ERR_OUT_OF_MEMORY,
+               "heap limit reached allocating %zu bytes: the old generation "
+               "holds %zu bytes of a %zu-byte limit after a full GC",
+               bytes, gc_old_committed(h), h->old.limit);
+  if (iso->worker) isolate_request_terminate(iso, ISO_EXIT_OUT_OF_MEMORY);
+  return NULL;
+}
+
 void *gc_alloc_young_slow(iso_isolate *iso, size_t bytes) {
   gc_heap *h = &iso->heap;
+  if (isolate_terminating(iso)) {
+    isolate_terminated_error(iso);
+    return NULL;
+  }
   if (bytes >= GC_LARGE_OBJECT_SIZE) {
     void *mem = gc_large_alloc_raw(iso, bytes, true);
     if (!mem && !h->in_gc) {
       gc_full(iso, GC_REASON_LIMIT);
       mem = gc_large_alloc_raw(iso, bytes, true);
     }
-    return mem;
+    return mem ? mem : out_of_memory(iso, bytes);
   }
   if (h->stress_scavenge_every && !h->in_gc) stress_tick(iso);
   bool collected = false;
@@ -364,13 +380,7 @@ void *gc_alloc_young_slow(iso_isolate *iso, size_t bytes) {
     if (h->full_gc_requested) gc_full(iso, GC_REASON_TRIGGER);
     if (gc_old_committed(h) > h->old.limit) {
       gc_full(iso, GC_REASON_LIMIT);
-      if (gc_old_would_exceed(iso, 0)) {
-        isolate_fail(ISO_ERR_OUT_OF_MEMORY,
-                     "heap limit reached: the old generation holds %zu "
-                     "bytes of a %zu-byte limit after a full GC",
-                     gc_old_committed(h), h->old.limit);
-        return NULL;
-      }
+      if (gc_old_would_exceed(iso, 0)) return out_of_memory(iso, bytes);
     }
   }
 }

@@ -25,6 +25,8 @@ static const char *const status_names[ISO_ERR_COUNT_] = {
     [ISO_ERR_DETACHED] = "ISO_ERR_DETACHED",
     [ISO_ERR_HEAP_CORRUPT] = "ISO_ERR_HEAP_CORRUPT",
     [ISO_ERR_LIMIT] = "ISO_ERR_LIMIT",
+    [ISO_ERR_TIMEOUT] = "ISO_ERR_TIMEOUT",
+    [ISO_ERR_TERMINATED] = "ISO_ERR_TERMINATED",
 };
 
 const char *iso_version(void) { return "0.1.0"; }

@@ -50,6 +50,11 @@ iso_isolate *iso_isolate_new(iso_runtime *rt, const iso_isolate_params *p) {
   iso->name = strdup(params.name ? params.name : "isolate");
   if (!iso->name) goto oom;
   iso->inl.types = rt->inl_types;
+  iso->wake_fd = -1;
+  if (thr_isolate_wake_init(iso) != 0) {
+    isolate_fail(ISO_ERR_LIMIT, "iso_isolate_new: no file descriptor left");
+    goto fail;
+  }
   thr_store_release((uintptr_t *)&iso->owner, self_token());
   iso->hfirst = iso->hcur = malloc(sizeof *iso->hfirst);
   if (!iso->hfirst) goto oom;
@@ -68,6 +73,7 @@ oom:
   isolate_fail(ISO_ERR_OUT_OF_MEMORY, "iso_isolate_new: out of memory");
 fail:
   if (iso) {
+    thr_isolate_wake_destroy(iso);
     free(iso->hfirst);
     free(iso->name);
     free(iso);
@@ -76,7 +82,7 @@ fail:
 }
 
 iso_status iso_isolate_free(iso_isolate *iso) {
-  iso_status st = ISOLATE_CHECK(iso);
+  iso_status st = ISOLATE_CHECK_OWNER(iso);
   if (st != ISO_OK) return st;
   iso_runtime *rt = iso->rt;
   pthread_mutex_lock(&rt->lock);
@@ -88,6 +94,7 @@ iso_status iso_isolate_free(iso_isolate *iso) {
   pthread_mutex_unlock(&rt->lock);
   gc_heap_destroy(iso);
   isolate_handles_free(iso);
+  thr_isolate_wake_destroy(iso);
   free(iso->name);
   free(iso);
   /* Last: once the count drops, iso_runtime_free may run on another

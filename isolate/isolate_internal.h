@@ -31,6 +31,7 @@ struct iso_runtime {
   iso_inl_type *inl_types;
   gc_type *types;
   uint32_t type_count; /* next id; atomic */
+  uint32_t *type_index; /* open addressing, name hash -> id; under lock */
   size_t isolate_count; /* atomic */
   iso_isolate *isolates; /* list, under lock */
 };
@@ -73,7 +74,29 @@ struct iso_isolate {
   iso_global *globals;
   size_t global_count;
   gc_heap heap;
+  /* Termination (Note [Termination] in threads/wake.c). terminate_code is
+   * written before terminating is set (release); both are set once, by
+   * any thread. The owner polls terminating (acquire). */
+  int terminating;
+  int terminate_code;
+  struct iso_worker *worker; /* set before the worker's thread starts */
+  void *loop;                /* event-loop state (threads/loop.c); owner */
+  int wake_fd;               /* eventfd: readable once woken; any thread
+                                writes, the owner reads */
 };
+
+/* Asks iso to stop at its next safepoint with exit code code (first call
+ * wins) and wakes it if it is blocked. Any thread. */
+void isolate_request_terminate(iso_isolate *iso, int code);
+static inline bool isolate_terminating(iso_isolate *iso) {
+  return __atomic_load_n(&iso->terminating, __ATOMIC_ACQUIRE) != 0;
+}
+/* Wakes the owner of iso out of a poll on wake_fd. Any thread. */
+void thr_isolate_wake(iso_isolate *iso);
+/* Drains wake_fd after a wake-up was seen. Owner. */
+void thr_isolate_wake_clear(iso_isolate *iso);
+int thr_isolate_wake_init(iso_isolate *iso);
+void thr_isolate_wake_destroy(iso_isolate *iso);
 
 /* Visits every root slot (handles and globals). */
 typedef void (*isolate_root_visitor)(iso_isolate *iso, iso_value *slot,
@@ -94,14 +117,20 @@ iso_status isolate_fail(iso_status status, const char *fmt, ...)
 /* Debug-build check that the calling thread owns iso. Evaluates to a
  * failing status, or ISO_OK. */
 iso_status isolate_check_thread_slow(iso_isolate *iso);
+iso_status isolate_terminated_error(iso_isolate *iso);
 #if ISO_DEBUG_CHECKS >= 1
-#define ISOLATE_CHECK(iso)                                             \
+#define ISOLATE_CHECK_OWNER(iso)                                       \
   ((iso) == NULL ? isolate_fail(ISO_ERR_ARGUMENT, "isolate is NULL")   \
                  : isolate_check_thread_slow(iso))
 #else
-#define ISOLATE_CHECK(iso) \
+#define ISOLATE_CHECK_OWNER(iso) \
   ((iso) == NULL ? isolate_fail(ISO_ERR_ARGUMENT, "isolate is NULL") : ISO_OK)
 #endif
+/* Owner check, then: a terminating isolate refuses every call. */
+#define ISOLATE_CHECK(iso)                                              \
+  (ISOLATE_CHECK_OWNER(iso) != ISO_OK ? iso_last_status()               \
+   : isolate_terminating(iso)         ? isolate_terminated_error(iso)   \
+                                      : ISO_OK)
 
 /* Assertions by tier (STYLE: cheap always-on, debug, expensive). */
 void isolate_assert_fail(const char *expr, const char *file, int line);

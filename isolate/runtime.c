@@ -14,6 +14,9 @@
 
 #include "isolate_internal.h"
 
+/* The name index: 2 * GC_MAX_TYPES slots, so it is at most half full. */
+#define TYPE_INDEX_SLOTS (2 * GC_MAX_TYPES)
+
 static void set_type(iso_runtime *rt, uint32_t id, const char *name,
                      iso_kind kind, gc_layout layout, uint32_t slots,
                      uint32_t raw) {
@@ -53,8 +56,10 @@ iso_runtime *iso_runtime_new(const iso_runtime_params *params) {
   if (!rt) goto oom;
   rt->types = calloc(GC_MAX_TYPES, sizeof *rt->types);
   rt->inl_types = calloc(GC_MAX_TYPES, sizeof *rt->inl_types);
+  rt->type_index = calloc(TYPE_INDEX_SLOTS, sizeof *rt->type_index);
   rt->pool = gc_pool_new(p.page_pool_retain_bytes);
-  if (!rt->types || !rt->inl_types || !rt->pool) goto oom;
+  if (!rt->types || !rt->inl_types || !rt->type_index || !rt->pool)
+    goto oom;
   pthread_mutex_init(&rt->lock, NULL);
   set_type(rt, GC_TYPE_FILLER, "(filler)", ISO_KIND_INVALID,
            GC_LAYOUT_NONE, 0, 0);
@@ -70,12 +75,21 @@ iso_runtime *iso_runtime_new(const iso_runtime_params *params) {
            GC_MAP_SLOTS, 0);
   set_type(rt, GC_TYPE_ARRAY_BUFFER, "ArrayBuffer", ISO_KIND_ARRAY_BUFFER,
            GC_LAYOUT_NONE, 0, GC_ARRAY_BUFFER_RAW);
+  set_type(rt, GC_TYPE_TYPED_ARRAY, "TypedArray", ISO_KIND_TYPED_ARRAY,
+           GC_LAYOUT_FIXED, 1, sizeof(gc_typed_array_raw));
+  set_type(rt, GC_TYPE_SHARED_ARRAY_BUFFER, "SharedArrayBuffer",
+           ISO_KIND_SHARED_ARRAY_BUFFER, GC_LAYOUT_NONE, 0, GC_EXTERN_RAW);
+  set_type(rt, GC_TYPE_EXTERNAL, "External", ISO_KIND_EXTERNAL,
+           GC_LAYOUT_NONE, 0, GC_EXTERN_RAW);
+  set_type(rt, GC_TYPE_PORT, "MessagePort", ISO_KIND_PORT, GC_LAYOUT_NONE, 0,
+           GC_EXTERN_RAW);
   thr_store_release(&rt->type_count, (uint32_t)GC_TYPE_FIRST_USER);
   return rt;
 oom:
   if (rt) {
     free(rt->types);
     free(rt->inl_types);
+    free(rt->type_index);
     if (rt->pool) gc_pool_free(rt->pool);
     free(rt);
   }
@@ -96,6 +110,7 @@ iso_status iso_runtime_free(iso_runtime *rt) {
   pthread_mutex_destroy(&rt->lock);
   free(rt->types);
   free(rt->inl_types);
+  free(rt->type_index);
   free(rt);
   return ISO_OK;
 }
@@ -124,11 +139,27 @@ const gc_type *isolate_type_of(iso_value v) {
   return isolate_type(p->owner->rt, gc_type_id(v));
 }
 
+
+static uint32_t name_hash(const char *name) {
+  uint32_t h = 2166136261u;
+  for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+    h = (h ^ *p) * 16777619u;
+  return h;
+}
+
+/* The slot of name in the index: holding its id, or 0 (free). */
+static uint32_t *index_slot(iso_runtime *rt, const char *name) {
+  uint32_t i = name_hash(name) & (TYPE_INDEX_SLOTS - 1);
+  for (;;) {
+    uint32_t id = rt->type_index[i];
+    if (id == 0 || strcmp(rt->types[id].name, name) == 0)
+      return &rt->type_index[i];
+    i = (i + 1) & (TYPE_INDEX_SLOTS - 1);
+  }
+}
+
 static uint32_t find_locked(iso_runtime *rt, const char *name) {
-  uint32_t count = thr_load_relaxed(&rt->type_count);
-  for (uint32_t i = GC_TYPE_FIRST_USER; i < count; i++)
-    if (strcmp(rt->types[i].name, name) == 0) return i;
-  return 0;
+  return *index_slot(rt, name);
 }
 
 iso_type iso_type_register(iso_runtime *rt, const iso_type_desc *d) {
@@ -173,6 +204,7 @@ iso_type iso_type_register(iso_runtime *rt, const iso_type_desc *d) {
     } else {
       set_type(rt, id, name, ISO_KIND_RECORD, GC_LAYOUT_FIXED, d->slot_count,
                d->raw_size);
+      *index_slot(rt, name) = id;
       /* Pairs with the acquire loads of type_count in isolate_type(). */
       thr_store_release(&rt->type_count, id + 1);
     }

@@ -68,6 +68,10 @@ static const char *const kind_names[ISO_KIND_COUNT_] = {
     [ISO_KIND_MAP] = "map",
     [ISO_KIND_RECORD] = "record",
     [ISO_KIND_ARRAY_BUFFER] = "array_buffer",
+    [ISO_KIND_TYPED_ARRAY] = "typed_array",
+    [ISO_KIND_SHARED_ARRAY_BUFFER] = "shared_array_buffer",
+    [ISO_KIND_EXTERNAL] = "external",
+    [ISO_KIND_PORT] = "port",
 };
 
 const char *iso_kind_name(iso_kind kind) {

@@ -81,6 +81,8 @@ typedef enum iso_status {
   ISO_ERR_DETACHED,       /* the ArrayBuffer was detached */
   ISO_ERR_HEAP_CORRUPT,   /* iso_heap_verify() found a broken invariant */
   ISO_ERR_LIMIT,          /* a resource limit (not the heap) was reached */
+  ISO_ERR_TIMEOUT,        /* a blocking call timed out (nothing received) */
+  ISO_ERR_TERMINATED,     /* the isolate's worker is being terminated */
   ISO_ERR_COUNT_          /* number of codes; not a status */
 } iso_status;
 
@@ -139,6 +141,10 @@ typedef enum iso_kind {
   ISO_KIND_MAP,
   ISO_KIND_RECORD,
   ISO_KIND_ARRAY_BUFFER,
+  ISO_KIND_TYPED_ARRAY,        /* a view on an ArrayBuffer (Uint8Array, ...) */
+  ISO_KIND_SHARED_ARRAY_BUFFER, /* bytes shared by reference across isolates */
+  ISO_KIND_EXTERNAL,           /* an opaque host pointer */
+  ISO_KIND_PORT,               /* a message port held by the heap */
   ISO_KIND_COUNT_
 } iso_kind;
 
@@ -438,6 +444,245 @@ ISO_API size_t iso_array_buffer_byte_length(iso_value ab);
 ISO_API bool iso_array_buffer_is_detached(iso_value ab);
 /* Detaches: the buffer becomes empty and its memory is freed. */
 ISO_API iso_status iso_array_buffer_detach(iso_isolate *iso, iso_value ab);
+
+/* ------------------------------------------------------------------------
+ * Typed arrays, SharedArrayBuffers, externals
+ * ------------------------------------------------------------------------ */
+
+typedef enum iso_typed_array_type {
+  ISO_TYPED_INT8 = 1,
+  ISO_TYPED_UINT8,
+  ISO_TYPED_UINT8_CLAMPED,
+  ISO_TYPED_INT16,
+  ISO_TYPED_UINT16,
+  ISO_TYPED_INT32,
+  ISO_TYPED_UINT32,
+  ISO_TYPED_FLOAT32,
+  ISO_TYPED_FLOAT64,
+  ISO_TYPED_BIGINT64,
+  ISO_TYPED_BIGUINT64,
+  ISO_TYPED_DATA_VIEW /* element size 1 */
+} iso_typed_array_type;
+
+/* A view of length elements of buffer (an ArrayBuffer or a
+ * SharedArrayBuffer) starting at byte_offset. ISO_ERR_RANGE if it does not
+ * fit or byte_offset is not a multiple of the element size; ISO_ERR_TYPE
+ * if buffer is not a buffer. May allocate. */
+ISO_API iso_handle iso_typed_array_new(iso_isolate *iso,
+                                       iso_typed_array_type type,
+                                       iso_value buffer, size_t byte_offset,
+                                       size_t length);
+ISO_API iso_typed_array_type iso_typed_array_type_of(iso_value ta);
+/* The underlying buffer, in a new handle. */
+ISO_API iso_handle iso_typed_array_buffer(iso_isolate *iso, iso_value ta);
+ISO_API size_t iso_typed_array_byte_offset(iso_value ta);
+/* Elements; 0 once the buffer is detached. */
+ISO_API size_t iso_typed_array_length(iso_value ta);
+/* The first element's address (stable until the buffer is detached or
+ * dies); NULL when detached or empty. */
+ISO_API void *iso_typed_array_data(iso_value ta);
+
+/* A SharedArrayBuffer: zero-filled bytes with a reference count; cloning
+ * it shares the same bytes with the receiving isolate. Access to the bytes
+ * from several threads is the program's to synchronise. May allocate. */
+ISO_API iso_handle iso_shared_array_buffer_new(iso_isolate *iso,
+                                               size_t byte_length);
+ISO_API void *iso_shared_array_buffer_data(iso_value sab);
+ISO_API size_t iso_shared_array_buffer_byte_length(iso_value sab);
+
+/* An opaque host pointer; free_cb (may be NULL) runs on the isolate's
+ * thread when the object dies or the isolate is freed. Externals clone
+ * only through a delegate (iso_clone_delegate). May allocate. */
+ISO_API iso_handle iso_external_new(iso_isolate *iso, void *ptr,
+                                    iso_free_callback free_cb, void *ctx);
+ISO_API void *iso_external_value(iso_value ext);
+
+/* ------------------------------------------------------------------------
+ * Structured clone (as HTML's structuredClone and postMessage)
+ * ------------------------------------------------------------------------ */
+
+/* A serialized value: bytes in the versioned format of docs/clone-format.md
+ * plus what moves with it (transferred ArrayBuffer stores, shared buffers,
+ * ports). Owned by the caller; free it with iso_message_free unless it was
+ * consumed by iso_deserialize. Any thread may hold or free one. */
+typedef struct iso_message iso_message;
+
+typedef struct iso_clone_writer iso_clone_writer;
+typedef struct iso_clone_reader iso_clone_reader;
+/* Raw bytes a delegate writes or reads for a host object. */
+ISO_API iso_status iso_clone_write_bytes(iso_clone_writer *w, const void *p,
+                                         size_t n);
+ISO_API iso_status iso_clone_read_bytes(iso_clone_reader *r, void *p,
+                                        size_t n);
+
+/* Host hooks, as V8's ValueSerializer::Delegate: write_host is called for
+ * an external (or a record type the host marks by returning ISO_OK) and
+ * writes what read_host needs to rebuild it in the receiving isolate.
+ * Returning anything but ISO_OK makes the clone fail with
+ * ISO_ERR_DATA_CLONE. */
+typedef struct iso_clone_delegate {
+  size_t struct_size;
+  iso_status (*write_host)(void *ctx, iso_isolate *iso, iso_value v,
+                           iso_clone_writer *w);
+  iso_handle (*read_host)(void *ctx, iso_isolate *iso, iso_clone_reader *r);
+  void *ctx;
+} iso_clone_delegate;
+
+/* Serializes v. transfer lists ArrayBuffers (moved with zero copies: the
+ * source becomes detached) and ports (moved) -- their ownership passes to
+ * the message. ISO_ERR_DATA_CLONE, naming the path to the offending value
+ * ("value.items[3].handle: external without a delegate"), for an external
+ * without a delegate, a detached buffer, a port that is not in the
+ * transfer list, or a transfer list entry that cannot be transferred; on
+ * error nothing is detached and *out is NULL. Iterative: graphs of any
+ * depth. Owning thread; never allocates in the heap. */
+ISO_API iso_status iso_serialize(iso_isolate *iso, iso_value v,
+                                 const iso_value *transfer, size_t ntransfer,
+                                 const iso_clone_delegate *delegate,
+                                 iso_message **out);
+/* Rebuilds a message in iso (the message is consumed on success and left
+ * to the caller on failure). Hostile input is rejected with
+ * ISO_ERR_DATA_CLONE and a message naming the offset; nothing half-built
+ * stays reachable. May allocate (large messages go straight to the old
+ * generation). */
+ISO_API iso_handle iso_deserialize(iso_isolate *iso, iso_message *msg,
+                                   const iso_clone_delegate *delegate);
+/* A message from raw bytes (copied), e.g. from a file or a socket; it
+ * carries no transferred objects. */
+ISO_API iso_message *iso_message_from_bytes(const void *data, size_t len);
+ISO_API const void *iso_message_data(const iso_message *msg);
+ISO_API size_t iso_message_size(const iso_message *msg);
+ISO_API void iso_message_free(iso_message *msg);
+/* structuredClone(v, {transfer}) within one isolate. */
+ISO_API iso_handle iso_structured_clone(iso_isolate *iso, iso_value v,
+                                        const iso_value *transfer,
+                                        size_t ntransfer);
+
+/* ------------------------------------------------------------------------
+ * Message ports and channels (as MessageChannel / postMessage)
+ * ------------------------------------------------------------------------ */
+
+typedef struct iso_port iso_port;
+
+/* Two entangled ports: what one posts, the other receives. Any thread. */
+ISO_API iso_status iso_channel_new(iso_port **port1, iso_port **port2);
+/* Clones v (see iso_serialize) and queues it for the peer; never blocks
+ * (the queue is wait-free for senders). ISO_ERR_CLOSED if either side is
+ * closed, ISO_ERR_LIMIT if the peer's queue limit is reached (nothing is
+ * queued then). Owning thread of iso. */
+ISO_API iso_status iso_port_post(iso_port *port, iso_isolate *iso,
+                                 iso_value v, const iso_value *transfer,
+                                 size_t ntransfer);
+/* Queues an already serialized message (ownership passes on success). Any
+ * thread. */
+ISO_API iso_status iso_port_post_message(iso_port *port, iso_message *msg);
+/* Receives the next message into a handle of iso's current scope, waiting
+ * up to timeout_ms (negative: forever; 0: poll, as receiveMessageOnPort).
+ * ISO_ERR_TIMEOUT when nothing came, ISO_ERR_CLOSED once the peer closed
+ * and the queue is drained, ISO_ERR_TERMINATED if iso's worker is being
+ * terminated. Blocks (parks iso while waiting); may allocate. */
+ISO_API iso_status iso_port_receive(iso_port *port, iso_isolate *iso,
+                                    int64_t timeout_ms, iso_handle *out);
+/* The next serialized message, or ISO_ERR_TIMEOUT / ISO_ERR_CLOSED. Any
+ * thread (one receiver at a time). */
+ISO_API iso_status iso_port_receive_message(iso_port *port,
+                                            int64_t timeout_ms,
+                                            iso_message **out);
+/* A file descriptor that is readable while messages are queued (or the
+ * peer closed), for epoll/poll/libuv. Owned by the port. */
+ISO_API int iso_port_fd(iso_port *port);
+typedef struct iso_port_stats_t {
+  size_t queued_messages; /* waiting to be received */
+  size_t queued_bytes;
+  uint64_t posted, received; /* totals */
+  bool closed;               /* this port or its peer closed */
+} iso_port_stats_t;
+ISO_API iso_status iso_port_stats(iso_port *port, iso_port_stats_t *out);
+/* Backpressure: posts to this port's peer fail with ISO_ERR_LIMIT while
+ * the peer's queue holds max_messages messages or max_bytes bytes (0: no
+ * limit). */
+ISO_API iso_status iso_port_set_limit(iso_port *port, size_t max_messages,
+                                      size_t max_bytes);
+/* Closes this side: the peer's receives drain what is queued, then get
+ * ISO_ERR_CLOSED; its posts fail. Frees the port once both sides are
+ * closed (or the port was transferred). Any thread. */
+ISO_API void iso_port_close(iso_port *port);
+/* A port as a heap value, for a transfer list or a message; the value
+ * owns the port from then on (closing it when the value dies). */
+ISO_API iso_handle iso_port_to_value(iso_isolate *iso, iso_port *port);
+/* The port a received port value carries (NULL if detached/transferred). */
+ISO_API iso_port *iso_port_from_value(iso_value v);
+
+/* ------------------------------------------------------------------------
+ * Workers (as worker_threads)
+ * ------------------------------------------------------------------------ */
+
+typedef struct iso_worker iso_worker;
+
+/* A worker's entry: runs on the worker's thread with its fresh isolate
+ * (entered, a scope open) and the port to its parent. Its return value is
+ * the exit code, unless the worker was terminated. */
+typedef int (*iso_worker_main)(iso_isolate *iso, iso_port *parent, void *arg);
+
+#define ISO_EXIT_TERMINATED (-1)    /* iso_worker_terminate stopped it */
+#define ISO_EXIT_OUT_OF_MEMORY (-2) /* it exceeded its heap limit */
+
+typedef struct iso_worker_params {
+  size_t struct_size;
+  const char *name;
+  /* resourceLimits */
+  size_t max_young_generation_size;
+  size_t max_old_generation_size;
+  size_t stack_size; /* default 1 MiB */
+  unsigned isolate_flags; /* ISO_ISOLATE_* for the worker's isolate */
+} iso_worker_params;
+
+/* Starts a worker; *parent_port receives the parent's end of the channel.
+ * Any thread; never touches a heap. */
+ISO_API iso_worker *iso_worker_spawn(iso_runtime *rt, iso_worker_main fn,
+                                     void *arg, const iso_worker_params *p,
+                                     iso_port **parent_port);
+/* Asks the worker to stop: from its next safepoint on, every call into
+ * its isolate fails with ISO_ERR_TERMINATED, a blocked receive or loop
+ * wakes up, and the exit code becomes ISO_EXIT_TERMINATED. C code cannot
+ * be stopped mid-statement: the worker's function must return when its
+ * calls fail. Any thread. */
+ISO_API iso_status iso_worker_terminate(iso_worker *w);
+/* Waits for the worker to end and frees it; *exit_code gets its code.
+ * Blocks. */
+ISO_API iso_status iso_worker_join(iso_worker *w, int *exit_code);
+/* The worker of an isolate (NULL for isolates made by iso_isolate_new). */
+ISO_API iso_worker *iso_isolate_worker(iso_isolate *iso);
+
+/* ------------------------------------------------------------------------
+ * Event loop and timers (one loop per isolate)
+ * ------------------------------------------------------------------------ */
+
+typedef void (*iso_message_handler)(iso_isolate *iso, iso_port *port,
+                                    iso_value message, void *data);
+typedef void (*iso_timer_callback)(iso_isolate *iso, void *data);
+typedef uint64_t iso_timer_id; /* 0 is never a timer */
+
+/* Dispatches messages arriving on port to handler (with a fresh scope per
+ * message) while the loop runs. Owning thread. */
+ISO_API iso_status iso_loop_on_message(iso_isolate *iso, iso_port *port,
+                                       iso_message_handler handler,
+                                       void *data);
+/* setTimeout (repeat_ms 0) and setInterval (repeat_ms > 0). Returns 0 and
+ * an error on a bad argument. Owning thread. */
+ISO_API iso_timer_id iso_timer_start(iso_isolate *iso, uint64_t delay_ms,
+                                     uint64_t repeat_ms,
+                                     iso_timer_callback cb, void *data);
+/* clearTimeout / clearInterval; clearing a timer that ran or was cleared
+ * is ISO_ERR_ARGUMENT. */
+ISO_API iso_status iso_timer_clear(iso_isolate *iso, iso_timer_id id);
+/* Runs the loop until iso_loop_stop, until nothing is left to wait for
+ * (no timers and no open ports with handlers), or until the worker is
+ * terminated (ISO_ERR_TERMINATED). Blocks, parked, between events. */
+ISO_API iso_status iso_loop_run(iso_isolate *iso);
+/* Makes iso_loop_run return after the current callback. Owning thread, or
+ * any thread for an isolate that is running its loop. */
+ISO_API void iso_loop_stop(iso_isolate *iso);
 
 /* ------------------------------------------------------------------------
  * Collection, memory usage and statistics (Node.js / V8 names)
