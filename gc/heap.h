@@ -77,6 +77,8 @@ typedef struct gc_young {
   gc_page *spare;   /* evacuated pages kept for the next to-space */
   size_t spare_count;
   size_t survived_bytes;
+  unsigned quiet_scavenges; /* in a row with few survivors (resize) */
+  bool promote_all;         /* next scavenge promotes every survivor */
 } gc_young;
 
 typedef struct gc_old {

@@ -146,33 +146,37 @@ void *gc_large_alloc_raw(iso_isolate *iso, size_t bytes, bool check_limit) {
   return p->area_start;
 }
 
-/* Sweeps one page; returns its live bytes. */
+/* Frees [from, to) of page p: a free-list block (or filler) whose
+ * remembered-set bits are cleared. */
+static void free_range(gc_freelist *fl, gc_page *p, char *from, char *to) {
+  gc_bits_clear_range(p->rsetbits, gc_page_word_index(p, from),
+                      gc_page_word_index(p, to));
+  fl_add(fl, from, (size_t)(to - from));
+}
+
+/* Sweeps one page; returns its live bytes. Only marked objects are
+ * visited: the mark bitmap gives their starts, their headers their ends,
+ * and every gap between them becomes free space. Dead objects are never
+ * read, so sweeping costs the live objects plus the bitmap. A page with
+ * nothing live is left untouched for the caller to release. */
 static size_t sweep_page(iso_isolate *iso, gc_page *p) {
   gc_freelist *fl = &iso->heap.old.fl;
-  char *free_start = NULL;
+  char *cursor = p->area_start;
   size_t live = 0;
-  for (char *q = p->area_start; q < p->area_end;) {
-    iso_value o = (iso_value)(uintptr_t)q;
-    size_t bytes = gc_hdr_words(*gc_obj(o)) * 8;
-    bool marked = gc_bit_test(p->markbits, gc_page_word_index(p, q));
-    if (marked) {
-      if (free_start) {
-        gc_bits_clear_range(p->rsetbits, gc_page_word_index(p, free_start),
-                            gc_page_word_index(p, q));
-        fl_add(fl, free_start, (size_t)(q - free_start));
-        free_start = NULL;
-      }
+  for (size_t w = 0; w < GC_BITMAP_WORDS; w++) {
+    uint64_t bits = p->markbits[w];
+    while (bits) {
+      unsigned b = (unsigned)__builtin_ctzll(bits);
+      bits &= bits - 1;
+      char *obj = p->area_start + (w * 64 + b) * 8;
+      size_t bytes = gc_hdr_words(*(uint64_t *)(void *)obj) * 8;
+      if (obj > cursor) free_range(fl, p, cursor, obj);
       live += bytes;
-    } else if (!free_start) {
-      free_start = q;
+      cursor = obj + bytes;
     }
-    q += bytes;
   }
-  if (free_start && free_start != p->area_start) {
-    gc_bits_clear_range(p->rsetbits, gc_page_word_index(p, free_start),
-                        GC_PAGE_AREA_WORDS);
-    fl_add(fl, free_start, (size_t)(p->area_end - free_start));
-  }
+  if (live != 0 && cursor < p->area_end)
+    free_range(fl, p, cursor, p->area_end);
   memset(p->markbits, 0, GC_BITMAP_WORDS * sizeof(uint64_t));
   p->live_bytes = live;
   return live;

@@ -32,6 +32,7 @@ typedef struct scavenger {
   iso_value *promoted;     /* promoted objects not yet scanned */
   size_t npromoted, cap;
   size_t survived_bytes, promoted_bytes;
+  bool promote_all; /* fast promotion: survivors skip the to-space */
 } scavenger;
 
 void gc_young_init(iso_isolate *iso, size_t max_young) {
@@ -160,7 +161,7 @@ static iso_value evacuate(scavenger *s, iso_value v) {
   if (gc_hdr_is_forward(hdr)) return (iso_value)hdr;
   size_t bytes = gc_size_from_header(v, hdr);
   void *dst = NULL;
-  bool promote = (hdr & GC_HDR_AGE) != 0;
+  bool promote = (hdr & GC_HDR_AGE) != 0 || s->promote_all;
   if (promote) dst = gc_old_alloc_raw(s->iso, bytes, false);
   if (dst) {
     copy_words(dst, o, bytes);
@@ -256,17 +257,26 @@ static void process(scavenger *s, gc_page *scan_page, char *scan) {
   }
 }
 
+/* survived counts what the scavenge kept, copied or promoted. Many
+ * survivors: a bigger semispace gives objects more time to die before they
+ * are copied, and promotes less. Few, for a while: a smaller one stays in
+ * cache. Growing is immediate, shrinking waits for eight quiet scavenges in
+ * a row, so a program that alternates phases keeps the larger size. */
 static void resize(iso_isolate *iso, size_t survived) {
   gc_young *y = &iso->heap.young;
   size_t cap = y->capacity_pages * GC_PAGE_AREA;
-  /* Many survivors: a bigger semispace lets more objects die before they
-   * are copied. Few: a smaller one stays in cache. */
-  if (survived > cap / 8 && y->capacity_pages < y->max_pages) {
+  if (survived > cap / 16 && y->capacity_pages < y->max_pages) {
     y->capacity_pages *= 2;
     if (y->capacity_pages > y->max_pages) y->capacity_pages = y->max_pages;
+    y->quiet_scavenges = 0;
   } else if (survived < cap / 64 && y->capacity_pages > y->min_pages) {
-    y->capacity_pages /= 2;
-    if (y->capacity_pages < y->min_pages) y->capacity_pages = y->min_pages;
+    if (++y->quiet_scavenges >= 8) {
+      y->capacity_pages /= 2;
+      if (y->capacity_pages < y->min_pages) y->capacity_pages = y->min_pages;
+      y->quiet_scavenges = 0;
+    }
+  } else {
+    y->quiet_scavenges = 0;
   }
 }
 
@@ -277,6 +287,7 @@ void gc_scavenge_work(iso_isolate *iso, gc_worklist_local *join) {
   s.iso = iso;
   s.types = iso->rt->types;
   s.join = join;
+  s.promote_all = y->promote_all;
 
   /* Flip: every current young page becomes from-space. */
   if (y->last)
@@ -296,7 +307,14 @@ void gc_scavenge_work(iso_isolate *iso, gc_worklist_local *join) {
   process(&s, scan_page, scan);
 
   gc_externs_after_scavenge(iso);
-  resize(iso, s.survived_bytes);
+  resize(iso, s.survived_bytes + s.promoted_bytes);
+  /* Fast promotion: when the semispace cannot grow and a quarter of it
+   * survived, what survives next time is almost surely long-lived (a
+   * structure bigger than the young generation being built); copying it
+   * twice would only double the work. */
+  y->promote_all = y->capacity_pages == y->max_pages &&
+                   s.survived_bytes + s.promoted_bytes >
+                       y->capacity_pages * GC_PAGE_AREA / 4;
   /* Evacuated pages become spares for the next scavenge's to-space, up to
    * the semispace size; the rest go back to the pool. A spare is flagged
    * free, so a stale reference into it still fails verification. */

@@ -156,3 +156,16 @@ void iso_global_set(iso_isolate *iso, iso_global *g, iso_value v) {
   if (ISOLATE_CHECK(iso) != ISO_OK || !g) return;
   g->value = v;
 }
+
+iso_value iso_inl_record_alloc_slow(iso_isolate *iso, iso_type type, size_t n,
+                                    const iso_value *init) {
+  /* The handle the slow path makes lives only in this scope, so a caller
+   * that never closes its own scope does not accumulate handles. */
+  if (ISOLATE_CHECK(iso) != ISO_OK) return 0;
+  iso_scope s;
+  iso_scope_open(iso, &s);
+  iso_handle h = iso_inl_record_new_slow(iso, type, n, init);
+  iso_value v = h ? *h : 0;
+  iso_scope_close(&s);
+  return v;
+}

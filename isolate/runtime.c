@@ -33,6 +33,8 @@ static void set_type(iso_runtime *rt, uint32_t id, const char *name,
     /* The inline allocator only handles objects that fit in a young page;
      * bigger records take the slow path to the large object space. */
     it->size_bytes = bytes < GC_LARGE_OBJECT_SIZE ? (uint32_t)bytes : 0;
+    it->fast_slots_plus1 =
+        raw == 0 && it->size_bytes != 0 ? slots + 1 : 0;
     it->header = gc_hdr_make(id, bytes / 8);
   }
 }

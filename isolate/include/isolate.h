@@ -407,7 +407,13 @@ ISO_API iso_handle iso_record_new(iso_isolate *iso, iso_type type);
 /* ISO_INLINE iso_handle iso_record_new_v(iso_isolate *iso, iso_type type,
  *                                        size_t n, const iso_value *init);
  *   A record whose first n slots are init[0..n-1] (n <= slot count), the
- *   rest undefined. Inline bump allocation. May allocate. */
+ *   rest undefined. Inline bump allocation. May allocate.
+ * ISO_INLINE iso_value iso_record_alloc(iso_isolate *iso, iso_type type,
+ *                                       size_t n, const iso_value *init);
+ *   The same, but the result is a raw value (0 on failure, error set),
+ *   valid until the next allocation, and no handle is made: for programs
+ *   and runtimes that keep their own roots in handles they reuse (a shadow
+ *   stack), so building a structure costs no scope per object. */
 /* Slot i in a new handle; NULL with ISO_ERR_TYPE / ISO_ERR_RANGE. */
 ISO_API iso_handle iso_record_get(iso_isolate *iso, iso_value r, uint32_t i);
 /* ISO_INLINE iso_value iso_record_slot(iso_value r, uint32_t i);
@@ -782,6 +788,10 @@ typedef struct iso_inl_type {
   uint64_t header;     /* header word of a new object of this type */
   uint32_t size_bytes; /* fixed size (records); 0 for variable size */
   uint32_t slot_count;
+  /* slot_count + 1 for a record type with no raw bytes that fits a young
+   * page (the inline allocator's case), else 0. */
+  uint32_t fast_slots_plus1;
+  uint32_t reserved;
 } iso_inl_type;
 
 /* The first member of every isolate. Owned by the isolate's thread. */
@@ -798,9 +808,8 @@ typedef struct iso_inl_isolate {
 struct iso_scope {
   iso_isolate *isolate;
   iso_scope *parent;
-  iso_value *escape_slot;
-  iso_value *saved_top;
-  iso_value *saved_limit;
+  iso_value *escape_slot; /* reserved at open; the handle top to restore */
+  iso_value *saved_limit; /* identifies the handle block of escape_slot */
 };
 
 #define ISO_INL(iso) ((iso_inl_isolate *)(void *)(iso))
@@ -812,6 +821,8 @@ ISO_API void iso_inl_scope_close_slow(iso_scope *s);
 ISO_API iso_status iso_inl_scope_error(iso_scope *s);
 ISO_API iso_handle iso_inl_record_new_slow(iso_isolate *iso, iso_type type,
                                            size_t n, const iso_value *init);
+ISO_API iso_value iso_inl_record_alloc_slow(iso_isolate *iso, iso_type type,
+                                            size_t n, const iso_value *init);
 ISO_API iso_status iso_inl_record_set_slow(iso_isolate *iso, iso_value r,
                                            uint32_t i, iso_value v);
 ISO_API void iso_inl_barrier_slow(iso_isolate *iso, iso_value host,
@@ -836,7 +847,6 @@ ISO_INLINE void iso_scope_open(iso_isolate *iso, iso_scope *s) {
   s->isolate = iso;
   s->parent = t->scope;
   s->escape_slot = iso_handle_new(iso, ISO_UNDEFINED);
-  s->saved_top = t->handle_top;
   s->saved_limit = t->handle_limit;
   t->scope = s;
 }
@@ -912,24 +922,42 @@ ISO_INLINE iso_handle iso_record_new_v(iso_isolate *iso, iso_type type,
                                        size_t n, const iso_value *init) {
   iso_inl_isolate *t = ISO_INL(iso);
   const iso_inl_type *ty = &t->types[type & ISO_INL_HDR_TYPE_MASK];
-  size_t size = ty->size_bytes;
   char *top = t->alloc_top;
-  if (ISO_LIKELY(type == (type & ISO_INL_HDR_TYPE_MASK) && size != 0 &&
-                 n <= ty->slot_count && (size_t)(t->alloc_limit - top) >= size &&
-                 t->handle_top < t->handle_limit)) {
+  iso_value *h = t->handle_top;
+  size_t size = 8 + 8 * n;
+  /* One compare decides the type: fast_slots_plus1 is n + 1 only for a
+   * record type of exactly n slots and no raw bytes. */
+  if (ISO_LIKELY(type <= ISO_INL_HDR_TYPE_MASK &&
+                 n + 1 == ty->fast_slots_plus1 &&
+                 (size_t)(t->alloc_limit - top) >= size &&
+                 h < t->handle_limit)) {
     iso_value *o = (iso_value *)(void *)top;
-    uint32_t k = ty->slot_count;
-    size_t i;
     t->alloc_top = top + size;
     o[0] = ty->header;
-    for (i = 0; i < n; i++) o[1 + i] = init[i];
-    for (; i < k; i++) o[1 + i] = ISO_UNDEFINED;
-    for (i = 1 + k; i < size / 8; i++) o[i] = 0;
-    iso_value *h = t->handle_top++;
+    for (size_t i = 0; i < n; i++) o[1 + i] = init[i];
     *h = (iso_value)(uintptr_t)o;
+    t->handle_top = h + 1;
     return h;
   }
   return iso_inl_record_new_slow(iso, type, n, init);
+}
+
+ISO_INLINE iso_value iso_record_alloc(iso_isolate *iso, iso_type type,
+                                      size_t n, const iso_value *init) {
+  iso_inl_isolate *t = ISO_INL(iso);
+  const iso_inl_type *ty = &t->types[type & ISO_INL_HDR_TYPE_MASK];
+  char *top = t->alloc_top;
+  size_t size = 8 + 8 * n;
+  if (ISO_LIKELY(type <= ISO_INL_HDR_TYPE_MASK &&
+                 n + 1 == ty->fast_slots_plus1 &&
+                 (size_t)(t->alloc_limit - top) >= size)) {
+    iso_value *o = (iso_value *)(void *)top;
+    t->alloc_top = top + size;
+    o[0] = ty->header;
+    for (size_t i = 0; i < n; i++) o[1 + i] = init[i];
+    return (iso_value)(uintptr_t)o;
+  }
+  return iso_inl_record_alloc_slow(iso, type, n, init);
 }
 
 #ifdef __cplusplus
