@@ -27,6 +27,12 @@
  *   handle with iso_get() whenever you need its value; never keep the raw
  *   value across a call that may allocate.
  *
+ * - Defaults. Unless its comment says otherwise, a function that takes an
+ *   isolate is called on the isolate's owning thread, never blocks, and
+ *   may allocate (so may move young objects) exactly when it returns a
+ *   handle or its comment says "May allocate"; a function that takes no
+ *   isolate may be called on any thread that may read its arguments.
+ *
  * - Errors. Fallible calls return an iso_status, or a NULL handle, and set
  *   a per-thread error (iso_last_status(), iso_last_error()). Nothing a
  *   caller can do with a bad argument aborts the process; heap exhaustion
