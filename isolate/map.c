@@ -7,8 +7,9 @@
  *   [1] size: live entries;
  *   [2] used: entries appended to the table, live or deleted;
  *   [3] next ordinal: the ordinal the next new entry gets.
- * The table is one fixed array of nb buckets then 2 * nb entries (nb a
- * power of two, so the load factor stays at most 2 per bucket):
+ * The table is one fixed array of nb buckets then nb entries (nb a power
+ * of two; one entry per bucket keeps chains short, about 1.5 probes for a
+ * hit at the fullest):
  *   bucket b             index of the first entry of its chain, or -1
  *   entry i (4 words)    key, value, next (index in the chain, -1 at the
  *                        end, MAP_HOLE once deleted), ordinal
@@ -41,7 +42,7 @@ enum { MAP_TABLE = 0, MAP_SIZE = 1, MAP_USED = 2, MAP_ORDINAL = 3 };
 enum { ENTRY_KEY = 0, ENTRY_VALUE = 1, ENTRY_NEXT = 2, ENTRY_ORDINAL = 3 };
 
 #define ENTRY_WORDS 4u
-#define ENTRIES_PER_BUCKET 2u
+#define ENTRIES_PER_BUCKET 1u
 #define MAP_MIN_BUCKETS 2u
 #define MAP_MAX_ENTRIES ((size_t)1 << 28)
 #define CHAIN_END (-1)
@@ -104,8 +105,9 @@ static uint32_t mix64(uint64_t x) {
   return (uint32_t)x;
 }
 
-/* The hash of a normalised key; 0 for an object that was never hashed
- * when lookup_only (it cannot be in any map, so the caller can stop). */
+/* The hash of a normalised key. With lookup_only, an object that was
+ * never hashed sets *absent instead of getting a hash: it cannot be a key
+ * of any map, so a lookup can stop there and leave its header alone. */
 static uint32_t key_hash(iso_isolate *iso, iso_value k, bool lookup_only,
                          bool *absent) {
   *absent = false;

@@ -16,6 +16,7 @@
  *   can carry it over unchanged.
  */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "isolate_internal.h"
@@ -38,45 +39,53 @@ iso_kind iso_kind_of(iso_value v) {
   default: break;
   }
   if (!iso_is_ref(v)) return ISO_KIND_INVALID;
+  /* A stale reference: into a page that was evacuated (spare or pooled
+   * pages are flagged free), or to an object that has been moved. */
+  if (thr_load_relaxed(&gc_page_of(gc_obj(v))->flags) & GC_PAGE_FREE)
+    return ISO_KIND_INVALID;
   uint64_t hdr = gc_header(v);
-  if (gc_hdr_is_forward(hdr)) return ISO_KIND_INVALID; /* stale value */
+  if (gc_hdr_is_forward(hdr)) return ISO_KIND_INVALID;
   switch (gc_hdr_type(hdr)) {
   case GC_TYPE_DOUBLE: return ISO_KIND_DOUBLE;
   case GC_TYPE_STRING: return ISO_KIND_STRING;
   case GC_TYPE_ARRAY: return ISO_KIND_ARRAY;
   case GC_TYPE_MAP: return ISO_KIND_MAP;
   case GC_TYPE_ARRAY_BUFFER: return ISO_KIND_ARRAY_BUFFER;
+  case GC_TYPE_TYPED_ARRAY: return ISO_KIND_TYPED_ARRAY;
+  case GC_TYPE_SHARED_ARRAY_BUFFER: return ISO_KIND_SHARED_ARRAY_BUFFER;
+  case GC_TYPE_EXTERNAL: return ISO_KIND_EXTERNAL;
+  case GC_TYPE_PORT: return ISO_KIND_PORT;
   case GC_TYPE_NONE:
   case GC_TYPE_FILLER:
   case GC_TYPE_FIXED_ARRAY: return ISO_KIND_INVALID; /* never handed out */
   default: break;
   }
-  /* Records and any later built-in kind: ask the type's descriptor. */
+  /* Records and any later built-in type: ask the type's descriptor. */
   const gc_type *t = isolate_type_of(v);
   return t != NULL ? t->kind : ISO_KIND_INVALID;
 }
 
-static const char *const kind_names[ISO_KIND_COUNT_] = {
-    [ISO_KIND_INVALID] = "invalid",
-    [ISO_KIND_UNDEFINED] = "undefined",
-    [ISO_KIND_NULL] = "null",
-    [ISO_KIND_BOOLEAN] = "boolean",
-    [ISO_KIND_INTEGER] = "integer",
-    [ISO_KIND_DOUBLE] = "double",
-    [ISO_KIND_STRING] = "string",
-    [ISO_KIND_ARRAY] = "array",
-    [ISO_KIND_MAP] = "map",
-    [ISO_KIND_RECORD] = "record",
-    [ISO_KIND_ARRAY_BUFFER] = "array_buffer",
-    [ISO_KIND_TYPED_ARRAY] = "typed_array",
-    [ISO_KIND_SHARED_ARRAY_BUFFER] = "shared_array_buffer",
-    [ISO_KIND_EXTERNAL] = "external",
-    [ISO_KIND_PORT] = "port",
-};
-
 const char *iso_kind_name(iso_kind kind) {
-  if ((unsigned)kind >= ISO_KIND_COUNT_) return "invalid";
-  return kind_names[kind];
+  /* No default: the compiler names any kind added without a name here. */
+  switch (kind) {
+  case ISO_KIND_INVALID: return "invalid";
+  case ISO_KIND_UNDEFINED: return "undefined";
+  case ISO_KIND_NULL: return "null";
+  case ISO_KIND_BOOLEAN: return "boolean";
+  case ISO_KIND_INTEGER: return "integer";
+  case ISO_KIND_DOUBLE: return "double";
+  case ISO_KIND_STRING: return "string";
+  case ISO_KIND_ARRAY: return "array";
+  case ISO_KIND_MAP: return "map";
+  case ISO_KIND_RECORD: return "record";
+  case ISO_KIND_ARRAY_BUFFER: return "array_buffer";
+  case ISO_KIND_TYPED_ARRAY: return "typed_array";
+  case ISO_KIND_SHARED_ARRAY_BUFFER: return "shared_array_buffer";
+  case ISO_KIND_EXTERNAL: return "external";
+  case ISO_KIND_PORT: return "port";
+  case ISO_KIND_COUNT_: break;
+  }
+  return "invalid";
 }
 
 iso_type iso_type_of(iso_value v) {
@@ -218,6 +227,14 @@ static uint32_t fnv1a32(const unsigned char *s, size_t len) {
   return h;
 }
 
+/* Is p inside a young page of iso? Only pages there move in a GC. */
+static bool in_young_space(iso_isolate *iso, const void *p) {
+  const char *c = p;
+  for (const gc_page *pg = iso->heap.young.pages; pg != NULL; pg = pg->next)
+    if (c >= pg->area_start && c < pg->area_end) return true;
+  return false;
+}
+
 iso_handle iso_string_new(iso_isolate *iso, const char *utf8, size_t len) {
   if (ISOLATE_CHECK(iso) != ISO_OK) return NULL;
   if (utf8 == NULL && len != 0)
@@ -240,15 +257,38 @@ iso_handle iso_string_new(iso_isolate *iso, const char *utf8, size_t len) {
   uint32_t hash = fnv1a32(src, len);
   size_t bytes = 8 + sizeof(gc_string_raw) + len + 1;
   bytes = (bytes + 7) & ~(size_t)7;
-  /* utf8 is C memory, not a heap object, so nothing needs rooting. */
+
+  /* The bytes may be another young object's (iso_string_data() of a
+   * string being concatenated, a record's raw bytes), which a GC in the
+   * allocation would move. Only an allocation that does not fit the
+   * linear area can collect, so only then is the source looked up, and
+   * copied aside if it is young; a young object is smaller than
+   * GC_LARGE_OBJECT_SIZE, so a longer source cannot be one. (Old objects
+   * never move: the old space does not compact.) */
+  unsigned char small[256];
+  unsigned char *copy = NULL;
+  if (len != 0 && len < GC_LARGE_OBJECT_SIZE &&
+      (size_t)(iso->inl.alloc_limit - iso->inl.alloc_top) < bytes &&
+      in_young_space(iso, src)) {
+    copy = len <= sizeof small ? small : malloc(len);
+    if (copy == NULL)
+      return ISOLATE_FAIL_NULL(ISO_ERR_OUT_OF_MEMORY,
+                               "iso_string_new: out of memory copying %zu "
+                               "bytes",
+                               len);
+    memcpy(copy, src, len);
+    src = copy;
+  }
   iso_value s = gc_alloc(iso, GC_TYPE_STRING, bytes);
-  if (s == 0) return NULL;
-  gc_string_raw *raw = string_raw(s);
-  raw->length = len;
-  raw->hash = hash;
-  if (len != 0) memcpy(string_bytes(s), src, len);
-  string_bytes(s)[len] = '\0'; /* gc_alloc zeroed it already; be explicit */
-  return iso_handle_new(iso, s);
+  if (s != 0) {
+    gc_string_raw *raw = string_raw(s);
+    raw->length = len;
+    raw->hash = hash;
+    if (len != 0) memcpy(string_bytes(s), src, len);
+    string_bytes(s)[len] = '\0'; /* gc_alloc zeroed it; be explicit */
+  }
+  if (copy != NULL && copy != small) free(copy);
+  return s != 0 ? iso_handle_new(iso, s) : NULL;
 }
 
 iso_handle iso_string_from_cstr(iso_isolate *iso, const char *cstr) {

@@ -343,7 +343,8 @@ ISO_API bool iso_is_number(iso_value v);
  * other kind. Never allocates. */
 ISO_API double iso_number_value(iso_value v);
 
-/* A string from len bytes of UTF-8 (copied; embedded NULs allowed). Fails
+/* A string from len bytes of UTF-8 (copied; embedded NULs allowed; utf8
+ * may point into the heap, e.g. iso_string_data() of another string). Fails
  * with ISO_ERR_ARGUMENT on invalid UTF-8 (overlongs, surrogates, bytes past
  * U+10FFFF) and ISO_ERR_RANGE beyond 1 GiB. May allocate. */
 ISO_API iso_handle iso_string_new(iso_isolate *iso, const char *utf8,
@@ -400,7 +401,9 @@ ISO_API bool iso_map_delete(iso_isolate *iso, iso_value m, iso_value key);
 ISO_API iso_status iso_map_clear(iso_isolate *iso, iso_value m);
 /* Iterates in insertion order: start with *cursor = 0; each call stores
  * the next entry in new handles and returns true, or returns false at the
- * end. Entries added during iteration are visited; deleted ones are not. */
+ * end. Entries added during iteration are visited; deleted ones are not.
+ * The cursor is opaque: pass back what the previous call stored; it stays
+ * valid across inserts, deletes, rehashes and iso_map_clear. */
 ISO_API bool iso_map_next(iso_isolate *iso, iso_value m, size_t *cursor,
                           iso_handle *key, iso_handle *value);
 
