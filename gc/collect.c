@@ -46,6 +46,8 @@ static unsigned env_flag(const char *name) {
 static void env_stress(gc_heap *h) {
   const char *v = getenv("ISO_GC_STRESS");
   if (!v) return;
+  /* The variable, when set, decides both settings (over -Dgc_stress). */
+  h->stress_scavenge_every = h->stress_full_every = 0;
   unsigned long n;
   const char *s = strstr(v, "scavenge=");
   if (s && (n = strtoul(s + 9, NULL, 10)) > 0) h->stress_scavenge_every = (unsigned)n;
@@ -358,6 +360,11 @@ static void cycle_end(iso_isolate *iso, gc_cycle *c, iso_gc_kind k,
               k == ISO_GC_FULL ? "Mark-Sweep" : "Scavenge", iso_last_error());
       abort();
     }
+  }
+  bool over = gc_old_committed(h) > h->old.limit;
+  if (over != h->over_limit) {
+    h->over_limit = over;
+    gc_young_limit_changed(iso);
   }
   uint64_t end = isolate_now_ns();
   double ms = (double)(end - c->start_ns) / 1e6;

@@ -67,6 +67,9 @@ void gc_young_release_all(iso_isolate *iso);
  * allocates promoted objects black. */
 void gc_scavenge_work(iso_isolate *iso, gc_worklist_local *join);
 size_t gc_young_used(iso_isolate *iso);
+/* Re-applies whether the allocation area is hidden from the inline paths
+ * (after stress or over_limit changed). */
+void gc_young_limit_changed(iso_isolate *iso);
 
 /* ---- marking (mark.c) ---- */
 

@@ -111,6 +111,10 @@ typedef struct gc_heap {
   uint64_t stress_count;
   bool in_gc;
   bool full_gc_requested;
+  /* The old generation ended a collection over its limit: the next young
+   * allocation takes the slow path, collects fully, and fails if it is
+   * still over (gc/young.c). */
+  bool over_limit;
   /* statistics */
   gc_pause_hist scavenge_pauses, full_pauses, all_pauses;
   uint64_t promoted_bytes_total;

@@ -150,11 +150,13 @@ iso_status iso_heap_space_statistics(iso_isolate *iso, size_t index,
   switch (index) {
     case 0: {
       out->space_name = "new_space";
+      /* Committed pages, so the spaces add up to total_heap_size; pages
+       * are taken from the pool as allocation reaches them. */
       out->space_size = h->young.page_count * GC_PAGE_SIZE;
       out->space_used_size = gc_young_used(iso);
-      size_t cap = h->young.capacity_pages * GC_PAGE_AREA;
+      size_t area = h->young.page_count * GC_PAGE_AREA;
       out->space_available_size =
-          cap > out->space_used_size ? cap - out->space_used_size : 0;
+          area > out->space_used_size ? area - out->space_used_size : 0;
       break;
     }
     case 1:

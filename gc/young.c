@@ -67,11 +67,14 @@ void gc_young_release_all(iso_isolate *iso) {
   iso->inl.alloc_top = iso->inl.alloc_limit = NULL;
 }
 
-/* The end of the allocation area: stress mode hides it from the inline
- * path by pulling alloc_limit down to alloc_top. */
-static char *area_limit(iso_isolate *iso) {
-  return iso->heap.stress_scavenge_every ? iso->heap.young.real_limit
-                                         : iso->inl.alloc_limit;
+/* The end of the allocation area. It is hidden from the inline paths
+ * (inl.alloc_limit pulled down to alloc_top, so every allocation takes the
+ * slow path) in stress mode and while the old generation is over its
+ * limit; real_limit always holds the true end. */
+static char *area_limit(iso_isolate *iso) { return iso->heap.young.real_limit; }
+
+static bool limit_hidden(iso_isolate *iso) {
+  return iso->heap.stress_scavenge_every || iso->heap.over_limit;
 }
 
 /* Keeps inl.alloc_top <= inl.alloc_limit: the inline check computes
@@ -79,7 +82,11 @@ static char *area_limit(iso_isolate *iso) {
 static void set_area(iso_isolate *iso, char *top, char *limit) {
   iso->inl.alloc_top = top;
   iso->heap.young.real_limit = limit;
-  iso->inl.alloc_limit = iso->heap.stress_scavenge_every ? top : limit;
+  iso->inl.alloc_limit = limit_hidden(iso) ? top : limit;
+}
+
+void gc_young_limit_changed(iso_isolate *iso) {
+  set_area(iso, iso->inl.alloc_top, iso->heap.young.real_limit);
 }
 
 /* Appends a fresh page and makes it the allocation area. */
@@ -377,6 +384,17 @@ void *gc_alloc_young_slow(iso_isolate *iso, size_t bytes) {
     return mem ? mem : out_of_memory(iso, bytes);
   }
   if (h->stress_scavenge_every && !h->in_gc) stress_tick(iso);
+  if (h->over_limit && !h->in_gc) {
+    /* A scavenge (any: stress, iso_gc, this path) promoted past the limit.
+     * Collect fully; if the old generation is still over, this call fails
+     * and the next allocation tries again. */
+    gc_full(iso, GC_REASON_LIMIT);
+    if (h->over_limit) {
+      if (gc_old_would_exceed(iso, 0)) return out_of_memory(iso, bytes);
+      h->over_limit = false; /* the near-heap-limit callback raised it */
+      gc_young_limit_changed(iso);
+    }
+  }
   bool collected = false;
   for (;;) {
     char *top = iso->inl.alloc_top;
@@ -395,10 +413,12 @@ void *gc_alloc_young_slow(iso_isolate *iso, size_t bytes) {
     }
     gc_scavenge(iso, GC_REASON_ALLOCATION_FAILURE);
     collected = true;
-    if (h->full_gc_requested) gc_full(iso, GC_REASON_TRIGGER);
-    if (gc_old_committed(h) > h->old.limit) {
-      gc_full(iso, GC_REASON_LIMIT);
+    if (h->full_gc_requested || h->over_limit)
+      gc_full(iso, h->over_limit ? GC_REASON_LIMIT : GC_REASON_TRIGGER);
+    if (h->over_limit) {
       if (gc_old_would_exceed(iso, 0)) return out_of_memory(iso, bytes);
+      h->over_limit = false;
+      gc_young_limit_changed(iso);
     }
   }
 }

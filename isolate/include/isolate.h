@@ -716,6 +716,8 @@ typedef struct iso_memory_usage_t {
 /* As process.memoryUsage(), for one isolate. Owning thread. */
 ISO_API iso_status iso_memory_usage(iso_isolate *iso, iso_memory_usage_t *out);
 
+/* heap_size_limit is, as in V8, the old generation's limit plus the
+ * young generation's maximum (both semispaces). */
 typedef struct iso_heap_statistics_t {
   size_t total_heap_size;
   size_t total_heap_size_executable; /* always 0 */

@@ -1,0 +1,663 @@
+/*
+ * The deserializer: bytes of docs/clone-format.md back to a value graph.
+ *
+ * Its input is hostile (Note [Clone format] in clone_write.c says what
+ * the bytes mean). Every read is checked against the end of the message,
+ * every varint for length and canonical form, every count against what
+ * the rest of the message can hold, every back-reference against the ids
+ * given so far, every type id against the runtime's registry (same slot
+ * count and raw size), every table index against the message's tables.
+ *
+ * Bounded work. A container's children each take at least one byte, so
+ * the deserializer keeps the number of children declared and not yet
+ * read (pending) and refuses a header that would make it exceed the bytes
+ * left. Every allocation, frame and id is therefore paid for by bytes of
+ * the message: a short message can never make the reader allocate much.
+ *
+ * Rooting. Everything is built inside one handle scope. Each object with
+ * an id lives in a handle (the ids table holds handle pointers, since a
+ * back-reference may name any of them after the collector moved it), and
+ * each object is stored into its parent as soon as it exists, so a
+ * container is complete except for its not-yet-read children. On error
+ * the scope is closed and the half-built graph is garbage: no reference
+ * to it ever left the scope. Table entries that it borrowed from the
+ * message (moved stores, ports) are taken back first, so the message is
+ * intact.
+ *
+ * The walk is iterative over an explicit stack (rstack), like the
+ * serializer's.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clone.h"
+#include "port.h"
+
+typedef struct rstate {
+  iso_isolate *iso;
+  clone_scratch *s;
+  iso_message *msg;
+  const iso_clone_delegate *delegate;
+  const char *fn;
+  const uint8_t *base, *pos, *end;
+  uint64_t pending; /* children declared and not yet started */
+  size_t sp;        /* frames in s->rstack */
+  size_t nids, declared_ids;
+  iso_handle root;
+  bool old; /* pretenure */
+} rstate;
+
+/* ---- errors ---- */
+
+static bool bad(const rstate *st, const uint8_t *at, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static bool bad(const rstate *st, const uint8_t *at, const char *fmt, ...) {
+  char reason[200];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(reason, sizeof reason, fmt, ap);
+  va_end(ap);
+  isolate_fail(ISO_ERR_DATA_CLONE, "%s: malformed message at byte %zu: %s",
+               st->fn, (size_t)(at - st->base), reason);
+  return false;
+}
+
+static bool oom(const rstate *st) {
+  isolate_fail(ISO_ERR_OUT_OF_MEMORY, "%s: out of memory", st->fn);
+  return false;
+}
+
+/* ---- primitives ---- */
+
+static inline size_t left(const rstate *st) {
+  return (size_t)(st->end - st->pos);
+}
+
+/* Can n more children (and the ones already declared) still come, at a
+ * byte each at least? pending and n are far below 2^63: no overflow. */
+static inline bool fits(const rstate *st, uint64_t n) {
+  return st->pending + n <= left(st);
+}
+
+static bool varint_slow(rstate *st, uint64_t *out) {
+  const uint8_t *p = st->pos;
+  uint64_t x = 0;
+  for (int k = 0; k < 10; k++) {
+    if (p == st->end) return bad(st, st->pos, "truncated varint");
+    uint8_t b = *p++;
+    if (k == 9 && b > 1) return bad(st, st->pos, "varint beyond 64 bits");
+    x |= (uint64_t)(b & 0x7f) << (7 * k);
+    if ((b & 0x80) == 0) {
+      if (b == 0 && k > 0)
+        return bad(st, st->pos, "varint not in its shortest form");
+      st->pos = p;
+      *out = x;
+      return true;
+    }
+  }
+  return bad(st, st->pos, "varint beyond 64 bits"); /* not reached */
+}
+
+static inline bool varint(rstate *st, uint64_t *out) {
+  if (ISO_LIKELY(st->pos < st->end && *st->pos < 0x80)) {
+    *out = *st->pos++;
+    return true;
+  }
+  return varint_slow(st, out);
+}
+
+/* Checks UTF-8 as RFC 3629 defines it (shortest form, no surrogates,
+ * nothing past U+10FFFF), the same rules iso_string_new applies; 0 when
+ * valid, else 1 + the offset of the first bad sequence. */
+static size_t utf8_fault(const uint8_t *s, size_t n) {
+  size_t i = 0;
+  while (i < n) {
+    while (i + 8 <= n) {
+      uint64_t w;
+      memcpy(&w, s + i, 8);
+      if (w & 0x8080808080808080ull) break;
+      i += 8;
+    }
+    if (i >= n) break;
+    uint8_t c = s[i];
+    if (c < 0x80) {
+      i++;
+      continue;
+    }
+    size_t need;
+    uint8_t lo = 0x80, hi = 0xbf;
+    if (c < 0xc2) return i + 1;
+    if (c < 0xe0) {
+      need = 1;
+    } else if (c < 0xf0) {
+      need = 2;
+      if (c == 0xe0) lo = 0xa0;
+      if (c == 0xed) hi = 0x9f;
+    } else if (c < 0xf5) {
+      need = 3;
+      if (c == 0xf0) lo = 0x90;
+      if (c == 0xf4) hi = 0x8f;
+    } else {
+      return i + 1;
+    }
+    if (n - i - 1 < need) return i + 1;
+    if (s[i + 1] < lo || s[i + 1] > hi) return i + 1;
+    for (size_t k = 2; k <= need; k++)
+      if ((s[i + k] & 0xc0) != 0x80) return i + 1;
+    i += need + 1;
+  }
+  return 0;
+}
+
+/* The strings' content hash: FNV-1a, as isolate/value.c computes it (map
+ * lookups compare it, so it must be the same function). */
+static uint32_t fnv1a32(const uint8_t *s, size_t n) {
+  uint32_t h = 2166136261u;
+  for (size_t i = 0; i < n; i++) h = (h ^ s[i]) * 16777619u;
+  return h;
+}
+
+/* ---- building ---- */
+
+static inline iso_value alloc(rstate *st, uint32_t type, size_t bytes) {
+  return st->old ? gc_alloc_old(st->iso, type, bytes)
+                 : gc_alloc(st->iso, type, bytes);
+}
+
+/* A store into an object made during this clone: young hosts need no
+ * barrier (gc/object.h), old ones (pretenured, large) go through it. */
+static inline void store(iso_isolate *iso, iso_value host, size_t i,
+                         iso_value v) {
+  if (gc_page_of(gc_obj(host))->flags & GC_PAGE_YOUNG)
+    gc_slot_init(host, i, v);
+  else
+    gc_write(iso, host, i, v);
+}
+
+/* Gives the next id to the object in h (a handle of this clone's scope). */
+static inline bool id_handle(rstate *st, iso_handle h, const uint8_t *at) {
+  clone_scratch *s = st->s;
+  if (ISO_UNLIKELY(st->nids >= st->declared_ids))
+    return bad(st, at, "more objects than the header declares (%zu)",
+               st->declared_ids);
+  if (ISO_UNLIKELY(st->nids == s->ids_cap) &&
+      !clone_grow((void **)&s->ids, &s->ids_cap, st->nids + 1,
+                  sizeof *s->ids))
+    return oom(st);
+  s->ids[st->nids++] = h;
+  return true;
+}
+
+static inline bool id_value(rstate *st, iso_value v, const uint8_t *at) {
+  iso_handle h = iso_handle_new(st->iso, v);
+  return h != NULL && id_handle(st, h, at);
+}
+
+/* Stores v, the value just read, where it belongs: the root, or the next
+ * child of the innermost container. */
+static inline bool deliver(rstate *st, iso_value v) {
+  if (st->sp == 0) {
+    iso_handle_set(st->root, v);
+    return true;
+  }
+  clone_rframe *f = &st->s->rstack[st->sp - 1];
+  uint64_t i = f->i++;
+  switch (f->kind) {
+  case GC_TYPE_ARRAY:
+    store(st->iso, gc_slot_load(iso_get(f->obj), 0), i, v);
+    return true;
+  case GC_TYPE_MAP:
+    if ((i & 1) == 0) {
+      iso_handle_set(f->key, v);
+      return true;
+    }
+    /* iso_map_set keeps its arguments alive across its allocation. */
+    return iso_map_set(st->iso, iso_get(f->obj), iso_get(f->key), v) ==
+           ISO_OK;
+  default:
+    store(st->iso, iso_get(f->obj), i, v);
+    return true;
+  }
+}
+
+/* Declares n more children (n already checked to fit the limits of its
+ * kind) and pushes their frame. */
+static bool push(rstate *st, iso_handle obj, uint32_t kind, uint64_t n,
+                 const uint8_t *at) {
+  if (!fits(st, n))
+    return bad(st, at,
+               "%llu children declared, but only %zu bytes left for %llu "
+               "children",
+               (unsigned long long)n, left(st),
+               (unsigned long long)(st->pending + n));
+  st->pending += n;
+  clone_scratch *s = st->s;
+  if (ISO_UNLIKELY(st->sp == s->rcap) &&
+      !clone_grow((void **)&s->rstack, &s->rcap, st->sp + 1,
+                  sizeof *s->rstack))
+    return oom(st);
+  iso_handle key = NULL;
+  if (kind == GC_TYPE_MAP) {
+    key = iso_handle_new(st->iso, ISO_UNDEFINED);
+    if (key == NULL) return false;
+  }
+  s->rstack[st->sp++] = (clone_rframe){obj, key, 0, n, kind};
+  return true;
+}
+
+/* ---- values ---- */
+
+static bool read_string(rstate *st, const uint8_t *at) {
+  uint64_t n;
+  if (!varint(st, &n)) return false;
+  if (n > left(st))
+    return bad(st, at, "a string of %llu bytes, but only %zu left",
+               (unsigned long long)n, left(st));
+  if (n > CLONE_STRING_MAX)
+    return bad(st, at, "a string of %llu bytes (at most 2^30)",
+               (unsigned long long)n);
+  const uint8_t *src = st->pos;
+  size_t fault = utf8_fault(src, (size_t)n);
+  if (fault)
+    return bad(st, src + fault - 1, "invalid UTF-8 in a string");
+  size_t bytes = (8 + sizeof(gc_string_raw) + (size_t)n + 1 + 7) & ~(size_t)7;
+  iso_value v = alloc(st, GC_TYPE_STRING, bytes);
+  if (v == 0) return false;
+  gc_string_raw *raw = (gc_string_raw *)(void *)gc_slots(v);
+  raw->length = n;
+  raw->hash = fnv1a32(src, (size_t)n);
+  memcpy(raw + 1, src, (size_t)n); /* the NUL is there: alloc zeroed */
+  st->pos += n;
+  if (n >= CLONE_STRING_ID_MIN && !id_value(st, v, at)) return false;
+  return deliver(st, v);
+}
+
+static bool read_double(rstate *st, const uint8_t *at) {
+  if (left(st) < 8) return bad(st, at, "truncated double");
+  double d;
+  memcpy(&d, st->pos, 8);
+  st->pos += 8;
+  /* Numbers that a small integer can hold are small integers (the
+   * invariant of isolate/value.c), whatever the sender wrote. */
+  if (d >= -4611686018427387904.0 && d < 4611686018427387904.0) {
+    int64_t n = (int64_t)d;
+    if ((double)n == d && !(n == 0 && __builtin_signbit(d)))
+      return deliver(st, iso_smi(n));
+  }
+  iso_value v = alloc(st, GC_TYPE_DOUBLE, 16);
+  if (v == 0) return false;
+  memcpy(gc_slots(v), &d, 8);
+  return deliver(st, v);
+}
+
+static bool read_array(rstate *st, const uint8_t *at) {
+  uint64_t n;
+  if (!varint(st, &n)) return false;
+  if (n > CLONE_ELEMENTS_MAX)
+    return bad(st, at, "an array of %llu elements (at most 2^28)",
+               (unsigned long long)n);
+  if (!fits(st, n))
+    return bad(st, at, "an array of %llu elements, but only %zu bytes left",
+               (unsigned long long)n, left(st));
+  iso_value a = alloc(st, GC_TYPE_ARRAY, 8 + 8 * GC_ARRAY_SLOTS);
+  if (a == 0) return false;
+  gc_slot_init(a, 1, iso_smi(0)); /* a valid empty array until it fills */
+  iso_handle h = iso_handle_new(st->iso, a);
+  if (h == NULL || !id_handle(st, h, at)) return false;
+  if (n != 0) {
+    iso_value e = alloc(st, GC_TYPE_FIXED_ARRAY, 8 + 8 * (size_t)n);
+    if (e == 0) return false;
+    a = iso_get(h);
+    store(st->iso, a, 0, e);
+    store(st->iso, a, 1, iso_smi((int64_t)n));
+  }
+  if (!deliver(st, iso_get(h))) return false;
+  return n == 0 || push(st, h, GC_TYPE_ARRAY, n, at);
+}
+
+static bool read_map(rstate *st, const uint8_t *at) {
+  uint64_t n;
+  if (!varint(st, &n)) return false;
+  if (n > CLONE_ELEMENTS_MAX)
+    return bad(st, at, "a map of %llu entries (at most 2^28)",
+               (unsigned long long)n);
+  iso_handle h = iso_map_new(st->iso);
+  if (h == NULL || !id_handle(st, h, at)) return false;
+  if (!deliver(st, iso_get(h))) return false;
+  return n == 0 || push(st, h, GC_TYPE_MAP, 2 * n, at);
+}
+
+static bool read_record(rstate *st, const uint8_t *at) {
+  uint64_t type, slots, raw;
+  if (!varint(st, &type) || !varint(st, &slots) || !varint(st, &raw))
+    return false;
+  const gc_type *ty = type >= GC_TYPE_FIRST_USER && type < GC_MAX_TYPES
+                          ? isolate_type(st->iso->rt, (uint32_t)type)
+                          : NULL;
+  if (ty == NULL || ty->kind != ISO_KIND_RECORD)
+    return bad(st, at, "type id %llu is not a registered record type",
+               (unsigned long long)type);
+  if (ty->slot_count != slots || ty->raw_size != raw)
+    return bad(st, at,
+               "type %.64s has %u slots and %u raw bytes, the message "
+               "says %llu and %llu",
+               ty->name, ty->slot_count, ty->raw_size,
+               (unsigned long long)slots, (unsigned long long)raw);
+  if (!fits(st, raw + slots))
+    return bad(st, at, "%llu raw bytes and %llu slots, but only %zu bytes "
+                       "left",
+               (unsigned long long)raw, (unsigned long long)slots,
+               left(st));
+  size_t bytes = 8 + 8 * (size_t)slots + (((size_t)raw + 7) & ~(size_t)7);
+  iso_value r = alloc(st, (uint32_t)type, bytes);
+  if (r == 0) return false;
+  if (raw) memcpy((char *)gc_slots(r) + 8 * (size_t)slots, st->pos, raw);
+  st->pos += raw;
+  iso_handle h = iso_handle_new(st->iso, r);
+  if (h == NULL || !id_handle(st, h, at)) return false;
+  if (!deliver(st, r)) return false;
+  return slots == 0 || push(st, h, (uint32_t)type, slots, at);
+}
+
+/* A buffer: a copy, a moved store, a shared store, or a back-reference
+ * to a buffer. *out receives it (numbered, rooted by its id handle). */
+static bool read_buffer(rstate *st, uint8_t tag, const uint8_t *at,
+                        iso_value *out) {
+  iso_message *msg = st->msg;
+  uint64_t n;
+  iso_handle h;
+  if (!varint(st, &n)) return false;
+  switch (tag) {
+  case CLONE_TAG_BUFFER:
+    if (n > left(st))
+      return bad(st, at, "an ArrayBuffer of %llu bytes, but only %zu left",
+                 (unsigned long long)n, left(st));
+    h = iso_array_buffer_new(st->iso, (size_t)n);
+    if (h == NULL) return false;
+    if (n) memcpy(iso_array_buffer_data(iso_get(h)), st->pos, (size_t)n);
+    st->pos += n;
+    break;
+  case CLONE_TAG_TRANSFER: {
+    if (n >= msg->nmoved)
+      return bad(st, at, "transferred buffer %llu of %u",
+                 (unsigned long long)n, msg->nmoved);
+    clone_moved *mv = &msg->moved[n];
+    if (mv->state != CLONE_ENTRY_OWNED)
+      return bad(st, at, "transferred buffer %llu used twice",
+                 (unsigned long long)n);
+    h = isolate_array_buffer_adopt(st->iso, &mv->store);
+    if (h == NULL) return false;
+    mv->state = CLONE_ENTRY_LENT;
+    mv->lent = h;
+    break;
+  }
+  case CLONE_TAG_SHARED: {
+    if (n >= msg->nshared)
+      return bad(st, at, "shared buffer %llu of %u", (unsigned long long)n,
+                 msg->nshared);
+    isolate_shared_store *s = msg->shared[n];
+    isolate_shared_store_retain(s); /* the new object's reference */
+    h = isolate_shared_array_buffer_wrap(st->iso, s);
+    if (h == NULL) {
+      isolate_shared_store_release(s);
+      return false;
+    }
+    break;
+  }
+  default: /* CLONE_TAG_BACKREF */
+    if (n >= st->nids)
+      return bad(st, at, "back-reference to object %llu of %zu",
+                 (unsigned long long)n, st->nids);
+    *out = iso_get(st->s->ids[n]);
+    if (!gc_is_kind(*out, GC_TYPE_ARRAY_BUFFER) &&
+        !gc_is_kind(*out, GC_TYPE_SHARED_ARRAY_BUFFER))
+      return bad(st, at, "a view over object %llu, a %s",
+                 (unsigned long long)n, iso_kind_name(iso_kind_of(*out)));
+    return true;
+  }
+  if (!id_handle(st, h, at)) return false;
+  *out = iso_get(h);
+  return true;
+}
+
+static bool read_view(rstate *st, const uint8_t *at) {
+  uint64_t type, offset, length;
+  if (!varint(st, &type) || !varint(st, &offset) || !varint(st, &length))
+    return false;
+  size_t es = type <= 0xff ? isolate_typed_array_element_size((uint32_t)type)
+                           : 0;
+  if (es == 0)
+    return bad(st, at, "%llu is not a view type", (unsigned long long)type);
+  const uint8_t *bat = st->pos;
+  if (bat == st->end) return bad(st, bat, "truncated view: no buffer");
+  uint8_t tag = *st->pos++;
+  if (tag != CLONE_TAG_BUFFER && tag != CLONE_TAG_TRANSFER &&
+      tag != CLONE_TAG_SHARED && tag != CLONE_TAG_BACKREF)
+    return bad(st, bat, "a view's buffer has tag 0x%02x", tag);
+  iso_value buf;
+  if (!read_buffer(st, tag, bat, &buf)) return false;
+  uint64_t blen = isolate_buffer_length(buf);
+  if (offset % es != 0)
+    return bad(st, at, "view offset %llu is not a multiple of %zu",
+               (unsigned long long)offset, es);
+  if (offset > blen || length > (blen - offset) / es)
+    return bad(st, at,
+               "a view of %llu elements of %zu bytes at offset %llu does "
+               "not fit its buffer of %llu bytes",
+               (unsigned long long)length, es, (unsigned long long)offset,
+               (unsigned long long)blen);
+  iso_handle h = isolate_typed_array_make(st->iso, (uint32_t)type, buf,
+                                          offset, length, st->old);
+  if (h == NULL || !id_handle(st, h, at)) return false;
+  return deliver(st, iso_get(h));
+}
+
+static bool read_port(rstate *st, const uint8_t *at) {
+  iso_message *msg = st->msg;
+  uint64_t n;
+  if (!varint(st, &n)) return false;
+  if (n >= msg->nports)
+    return bad(st, at, "port %llu of %u", (unsigned long long)n,
+               msg->nports);
+  clone_port_entry *pe = &msg->ports[n];
+  if (pe->state != CLONE_ENTRY_OWNED || pe->port == NULL)
+    return bad(st, at, "port %llu used twice", (unsigned long long)n);
+  iso_handle h = iso_port_to_value(st->iso, pe->port);
+  if (h == NULL) return false;
+  pe->state = CLONE_ENTRY_LENT;
+  pe->lent = h;
+  if (!id_handle(st, h, at)) return false;
+  return deliver(st, iso_get(h));
+}
+
+static bool read_host(rstate *st, const uint8_t *at) {
+  if (left(st) < 4) return bad(st, at, "truncated host object length");
+  const uint8_t *p = st->pos;
+  uint32_t n = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+               (uint32_t)p[3] << 24;
+  st->pos += 4;
+  if (n > left(st))
+    return bad(st, at, "a host object of %u bytes, but only %zu left", n,
+               left(st));
+  const iso_clone_delegate *d = st->delegate;
+  if (d == NULL || d->read_host == NULL)
+    return bad(st, at, "a host object, but no delegate reads them");
+  iso_clone_reader r = {st->pos, st->pos + n, false};
+  st->pos += n;
+  iso_clear_error();
+  iso_handle h = d->read_host(d->ctx, st->iso, &r);
+  if (h == NULL || r.overrun) {
+    char why[240];
+    snprintf(why, sizeof why, "%s", iso_last_error());
+    return bad(st, at, "the delegate's read_host failed%s%s",
+               why[0] ? ": " : "", why);
+  }
+  if (!id_value(st, iso_get(h), at)) return false;
+  return deliver(st, iso_get(h));
+}
+
+static bool read_value(rstate *st) {
+  const uint8_t *at = st->pos;
+  st->pending--;
+  if (ISO_UNLIKELY(at == st->end))
+    return bad(st, at, "truncated: a value was expected");
+  uint8_t tag = *st->pos++;
+  uint64_t n;
+  iso_value v;
+  switch (tag) {
+  case CLONE_TAG_UNDEFINED: return deliver(st, ISO_UNDEFINED);
+  case CLONE_TAG_NULL: return deliver(st, ISO_NULL);
+  case CLONE_TAG_FALSE: return deliver(st, ISO_FALSE);
+  case CLONE_TAG_TRUE: return deliver(st, ISO_TRUE);
+  case CLONE_TAG_INT: {
+    if (!varint(st, &n)) return false;
+    int64_t x = (int64_t)(n >> 1) ^ -(int64_t)(n & 1);
+    if (x < ISO_SMI_MIN || x > ISO_SMI_MAX)
+      return bad(st, at, "integer %lld is out of the small integer range",
+                 (long long)x);
+    return deliver(st, iso_smi(x));
+  }
+  case CLONE_TAG_DOUBLE: return read_double(st, at);
+  case CLONE_TAG_STRING: return read_string(st, at);
+  case CLONE_TAG_ARRAY: return read_array(st, at);
+  case CLONE_TAG_MAP: return read_map(st, at);
+  case CLONE_TAG_RECORD: return read_record(st, at);
+  case CLONE_TAG_BUFFER:
+  case CLONE_TAG_TRANSFER:
+  case CLONE_TAG_SHARED:
+    return read_buffer(st, tag, at, &v) && deliver(st, v);
+  case CLONE_TAG_VIEW: return read_view(st, at);
+  case CLONE_TAG_PORT: return read_port(st, at);
+  case CLONE_TAG_HOST: return read_host(st, at);
+  case CLONE_TAG_BACKREF:
+    if (!varint(st, &n)) return false;
+    if (n >= st->nids)
+      return bad(st, at, "back-reference to object %llu of %zu",
+                 (unsigned long long)n, st->nids);
+    return deliver(st, iso_get(st->s->ids[n]));
+  default: return bad(st, at, "unknown tag 0x%02x", tag);
+  }
+}
+
+static bool read_all(rstate *st) {
+  if (!read_value(st)) return false;
+  while (st->sp > 0) {
+    clone_rframe *f = &st->s->rstack[st->sp - 1];
+    if (f->i == f->n) {
+      st->sp--;
+      continue;
+    }
+    if (!read_value(st)) return false;
+  }
+  return true;
+}
+
+/* ---- lending and taking back ---- */
+
+static void take_back(rstate *st) {
+  iso_message *msg = st->msg;
+  for (uint32_t i = 0; i < msg->nmoved; i++) {
+    clone_moved *mv = &msg->moved[i];
+    if (mv->state != CLONE_ENTRY_LENT) continue;
+    gc_extern *e = isolate_extern_of(iso_get(mv->lent));
+    gc_extern back;
+    gc_extern_steal(st->iso, e, &back);
+    mv->store = back;
+    mv->state = CLONE_ENTRY_OWNED;
+    mv->lent = NULL;
+  }
+  for (uint32_t i = 0; i < msg->nports; i++) {
+    clone_port_entry *pe = &msg->ports[i];
+    if (pe->state != CLONE_ENTRY_LENT) continue;
+    iso_port *p = thr_port_take_from_value(st->iso, iso_get(pe->lent));
+    /* Should the value refuse (nothing but this clone can touch it, so
+     * it cannot), it keeps the port and closes it when it dies. */
+    pe->state = p != NULL ? CLONE_ENTRY_OWNED : CLONE_ENTRY_GONE;
+    pe->lent = NULL;
+  }
+}
+
+static void give_away(iso_message *msg) {
+  for (uint32_t i = 0; i < msg->nmoved; i++)
+    if (msg->moved[i].state == CLONE_ENTRY_LENT) {
+      msg->moved[i].state = CLONE_ENTRY_GONE;
+      msg->moved[i].lent = NULL;
+    }
+  for (uint32_t i = 0; i < msg->nports; i++)
+    if (msg->ports[i].state == CLONE_ENTRY_LENT) {
+      msg->ports[i].state = CLONE_ENTRY_GONE;
+      msg->ports[i].lent = NULL;
+    }
+}
+
+iso_handle clone_deserialize(iso_isolate *iso, clone_scratch *s,
+                             iso_message *msg,
+                             const iso_clone_delegate *delegate,
+                             const char *fn) {
+  rstate st;
+  memset(&st, 0, sizeof st);
+  st.iso = iso;
+  st.s = s;
+  st.msg = msg;
+  st.delegate = delegate;
+  st.fn = fn;
+  st.base = st.pos = msg->data;
+  st.end = msg->data + msg->size;
+  if (delegate != NULL && delegate->struct_size < sizeof(size_t))
+    return ISOLATE_FAIL_NULL(ISO_ERR_ARGUMENT,
+                             "%s: delegate->struct_size is not set", fn);
+  if (msg->size < 10) {
+    bad(&st, st.end, "truncated header (%zu bytes)", msg->size);
+    return NULL;
+  }
+  const uint8_t *p = msg->data;
+  if (p[0] != CLONE_MAGIC0 || p[1] != CLONE_MAGIC1 || p[2] != CLONE_MAGIC2 ||
+      p[3] != CLONE_MAGIC3) {
+    bad(&st, p, "not a clone message (bad magic)");
+    return NULL;
+  }
+  if (p[4] != CLONE_VERSION) {
+    bad(&st, p + 4, "format version %u is not supported (this reader "
+                    "knows version %u)",
+        p[4], CLONE_VERSION);
+    return NULL;
+  }
+  if (p[5] != 0) {
+    bad(&st, p + 5, "unknown flags 0x%02x", p[5]);
+    return NULL;
+  }
+  st.declared_ids = (size_t)p[6] | (size_t)p[7] << 8 | (size_t)p[8] << 16 |
+                    (size_t)p[9] << 24;
+  st.pos = p + 10;
+  if (st.declared_ids > left(&st)) {
+    bad(&st, p + 6, "%zu objects declared in %zu bytes", st.declared_ids,
+        left(&st));
+    return NULL;
+  }
+  st.old = msg->size >= CLONE_PRETENURE_BYTES;
+  st.pending = 1;
+
+  iso_scope scope;
+  iso_scope_open(iso, &scope);
+  st.root = iso_handle_new(iso, ISO_UNDEFINED);
+  bool ok = st.root != NULL && read_all(&st);
+  if (ok && st.pos != st.end)
+    ok = bad(&st, st.pos, "%zu bytes after the value", left(&st));
+  if (ok && st.nids != st.declared_ids)
+    ok = bad(&st, st.end, "%zu objects, but the header declares %zu",
+             st.nids, st.declared_ids);
+  if (ok) {
+    give_away(msg);
+    return iso_scope_escape(&scope, st.root);
+  }
+  /* Keep the error that stopped us: taking entries back may set others. */
+  iso_status status = iso_last_status();
+  char why[512];
+  snprintf(why, sizeof why, "%s", iso_last_error());
+  take_back(&st);
+  iso_scope_close(&scope);
+  isolate_fail(status, "%s", why);
+  return NULL;
+}
