@@ -151,6 +151,19 @@ static size_t utf8_fault(const uint8_t *s, size_t n) {
   return 0;
 }
 
+/* Is s[0..n) valid UTF-8? Inline for the common case of short ASCII. */
+static inline bool utf8_ok(const uint8_t *s, size_t n) {
+  uint64_t acc = 0;
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t w;
+    memcpy(&w, s + i, 8);
+    acc |= w;
+  }
+  for (; i < n; i++) acc |= s[i];
+  return (acc & 0x8080808080808080ull) == 0 || utf8_fault(s, n) == 0;
+}
+
 /* The strings' content hash: FNV-1a, as isolate/value.c computes it (map
  * lookups compare it, so it must be the same function). */
 static uint32_t fnv1a32(const uint8_t *s, size_t n) {
@@ -161,9 +174,48 @@ static uint32_t fnv1a32(const uint8_t *s, size_t n) {
 
 /* ---- building ---- */
 
-static inline iso_value alloc(rstate *st, uint32_t type, size_t bytes) {
-  return st->old ? gc_alloc_old(st->iso, type, bytes)
-                 : gc_alloc(st->iso, type, bytes);
+/* A new object of type and bytes with its header written. Its body is
+ * the caller's to initialise completely before the next allocation (the
+ * heap must stay iterable). Young objects are bump-allocated here, as
+ * gc_alloc does, without its generic initialisation: the callers write
+ * every word once. Pretenured ones come from gc_alloc_old, initialised,
+ * and are overwritten. 0 (error set) on failure; may run a GC. */
+static inline iso_value new_object(rstate *st, uint32_t type, size_t bytes) {
+  if (ISO_UNLIKELY(st->old)) return gc_alloc_old(st->iso, type, bytes);
+  iso_inl_isolate *t = ISO_INL(st->iso);
+  char *top = t->alloc_top;
+  void *mem;
+  if (ISO_LIKELY(top != NULL && bytes < GC_LARGE_OBJECT_SIZE &&
+                 (size_t)(t->alloc_limit - top) >= bytes)) {
+    t->alloc_top = top + bytes;
+    mem = top;
+  } else {
+    mem = gc_alloc_young_slow(st->iso, bytes);
+    if (mem == NULL) return 0;
+  }
+  *(uint64_t *)mem = gc_hdr_make(type, bytes / 8);
+  return (iso_value)(uintptr_t)mem;
+}
+
+/* A string of the n valid UTF-8 bytes at src. */
+static inline iso_value new_string(rstate *st, const uint8_t *src, size_t n) {
+  size_t bytes = (8 + sizeof(gc_string_raw) + n + 1 + 7) & ~(size_t)7;
+  iso_value v = new_object(st, GC_TYPE_STRING, bytes);
+  if (v == 0) return 0;
+  uint64_t *o = gc_obj(v);
+  o[bytes / 8 - 1] = 0; /* the NUL and the padding */
+  gc_string_raw *raw = (gc_string_raw *)(void *)(o + 1);
+  raw->length = n;
+  raw->hash = fnv1a32(src, n);
+  raw->reserved = 0;
+  memcpy(raw + 1, src, n);
+  return v;
+}
+
+/* Sets words [from, to) of a new object to undefined. */
+static inline void fill_undefined(iso_value v, size_t from, size_t to) {
+  uint64_t *o = gc_obj(v);
+  for (size_t i = from; i < to; i++) o[i] = ISO_UNDEFINED;
 }
 
 /* A store into an object made during this clone: young hosts need no
@@ -262,13 +314,8 @@ static bool read_string(rstate *st, const uint8_t *at) {
   size_t fault = utf8_fault(src, (size_t)n);
   if (fault)
     return bad(st, src + fault - 1, "invalid UTF-8 in a string");
-  size_t bytes = (8 + sizeof(gc_string_raw) + (size_t)n + 1 + 7) & ~(size_t)7;
-  iso_value v = alloc(st, GC_TYPE_STRING, bytes);
+  iso_value v = new_string(st, src, (size_t)n);
   if (v == 0) return false;
-  gc_string_raw *raw = (gc_string_raw *)(void *)gc_slots(v);
-  raw->length = n;
-  raw->hash = fnv1a32(src, (size_t)n);
-  memcpy(raw + 1, src, (size_t)n); /* the NUL is there: alloc zeroed */
   st->pos += n;
   if (n >= CLONE_STRING_ID_MIN && !id_value(st, v, at)) return false;
   return deliver(st, v);
@@ -286,7 +333,7 @@ static bool read_double(rstate *st, const uint8_t *at) {
     if ((double)n == d && !(n == 0 && __builtin_signbit(d)))
       return deliver(st, iso_smi(n));
   }
-  iso_value v = alloc(st, GC_TYPE_DOUBLE, 16);
+  iso_value v = new_object(st, GC_TYPE_DOUBLE, 16);
   if (v == 0) return false;
   memcpy(gc_slots(v), &d, 8);
   return deliver(st, v);
@@ -301,14 +348,17 @@ static bool read_array(rstate *st, const uint8_t *at) {
   if (!fits(st, n))
     return bad(st, at, "an array of %llu elements, but only %zu bytes left",
                (unsigned long long)n, left(st));
-  iso_value a = alloc(st, GC_TYPE_ARRAY, 8 + 8 * GC_ARRAY_SLOTS);
+  iso_value a = new_object(st, GC_TYPE_ARRAY, 8 + 8 * GC_ARRAY_SLOTS);
   if (a == 0) return false;
-  gc_slot_init(a, 1, iso_smi(0)); /* a valid empty array until it fills */
+  /* A valid empty array until its elements exist. */
+  gc_slot_init(a, 0, ISO_UNDEFINED);
+  gc_slot_init(a, 1, iso_smi(0));
   iso_handle h = iso_handle_new(st->iso, a);
   if (h == NULL || !id_handle(st, h, at)) return false;
   if (n != 0) {
-    iso_value e = alloc(st, GC_TYPE_FIXED_ARRAY, 8 + 8 * (size_t)n);
+    iso_value e = new_object(st, GC_TYPE_FIXED_ARRAY, 8 + 8 * (size_t)n);
     if (e == 0) return false;
+    fill_undefined(e, 1, 1 + (size_t)n);
     a = iso_get(h);
     store(st->iso, a, 0, e);
     store(st->iso, a, 1, iso_smi((int64_t)n));
@@ -351,9 +401,13 @@ static bool read_record(rstate *st, const uint8_t *at) {
                (unsigned long long)raw, (unsigned long long)slots,
                left(st));
   size_t bytes = 8 + 8 * (size_t)slots + (((size_t)raw + 7) & ~(size_t)7);
-  iso_value r = alloc(st, (uint32_t)type, bytes);
+  iso_value r = new_object(st, (uint32_t)type, bytes);
   if (r == 0) return false;
-  if (raw) memcpy((char *)gc_slots(r) + 8 * (size_t)slots, st->pos, raw);
+  fill_undefined(r, 1, 1 + (size_t)slots);
+  if (raw) {
+    gc_obj(r)[bytes / 8 - 1] = 0; /* padding */
+    memcpy((char *)gc_slots(r) + 8 * (size_t)slots, st->pos, raw);
+  }
   st->pos += raw;
   iso_handle h = iso_handle_new(st->iso, r);
   if (h == NULL || !id_handle(st, h, at)) return false;
@@ -541,15 +595,82 @@ static bool read_value(rstate *st) {
   }
 }
 
+/* Where the children of an array or record frame go: the elements or
+ * the record itself. Re-read after anything that may have collected. */
+static inline iso_value frame_host(const clone_rframe *f) {
+  iso_value obj = iso_get(f->obj);
+  return f->kind == GC_TYPE_ARRAY ? gc_slot_load(obj, 0) : obj;
+}
+
 static bool read_all(rstate *st) {
   if (!read_value(st)) return false;
+  clone_scratch *s = st->s;
+  iso_isolate *iso = st->iso;
   while (st->sp > 0) {
-    clone_rframe *f = &st->s->rstack[st->sp - 1];
+    size_t top = st->sp - 1;
+    clone_rframe *f = &s->rstack[top];
     if (f->i == f->n) {
       st->sp--;
       continue;
     }
-    if (!read_value(st)) return false;
+    if (f->kind == GC_TYPE_MAP) {
+      if (!read_value(st)) return false;
+      continue;
+    }
+    /* An array or a record: read its children in a row, the common
+     * leaves inline, leaving the frame only to descend. */
+    iso_value host = frame_host(f);
+    bool young = (gc_page_of(gc_obj(host))->flags & GC_PAGE_YOUNG) != 0;
+    uint64_t i = f->i, n = f->n;
+    while (i < n) {
+      const uint8_t *p = st->pos;
+      iso_value v;
+      if (ISO_UNLIKELY(p == st->end)) goto general; /* reports it */
+      switch (*p) {
+      case CLONE_TAG_UNDEFINED: v = ISO_UNDEFINED; goto leaf1;
+      case CLONE_TAG_NULL: v = ISO_NULL; goto leaf1;
+      case CLONE_TAG_FALSE: v = ISO_FALSE; goto leaf1;
+      case CLONE_TAG_TRUE: v = ISO_TRUE; goto leaf1;
+      case CLONE_TAG_INT:
+        if (st->end - p < 2 || p[1] >= 0x80) goto general;
+        v = iso_smi((int64_t)(p[1] >> 1) ^ -(int64_t)(p[1] & 1));
+        st->pos = p + 2;
+        goto store;
+      case CLONE_TAG_STRING: {
+        size_t len;
+        if (st->end - p < 2 || (len = p[1]) >= CLONE_STRING_ID_MIN ||
+            (size_t)(st->end - p - 2) < len || !utf8_ok(p + 2, len))
+          goto general;
+        v = new_string(st, p + 2, len);
+        if (v == 0) return false;
+        st->pos = p + 2 + len;
+        host = frame_host(f); /* the allocation may have moved it */
+        young = (gc_page_of(gc_obj(host))->flags & GC_PAGE_YOUNG) != 0;
+        goto store;
+      }
+      default: goto general;
+      }
+    leaf1:
+      st->pos = p + 1;
+    store:
+      st->pending--;
+      if (young)
+        gc_slot_init(host, i, v);
+      else
+        gc_write(iso, host, i, v);
+      i++;
+      continue;
+    general:
+      f->i = i;
+      if (!read_value(st)) return false;
+      if (st->sp != top + 1) goto next; /* it pushed: descend */
+      f = &s->rstack[top];
+      i = f->i;
+      host = frame_host(f);
+      young = (gc_page_of(gc_obj(host))->flags & GC_PAGE_YOUNG) != 0;
+    }
+    f->i = i;
+  next:;
   }
   return true;
 }

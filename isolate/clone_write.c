@@ -557,25 +557,81 @@ static bool map_entry(iso_isolate *iso, iso_value m, size_t *cursor,
   return ok;
 }
 
+/* Writes v if it is a leaf without identity (small integer, immediate,
+ * double, short string): the bulk of most graphs, so this path is kept
+ * small and inline. false for anything else. The caller reserved
+ * LEAF_RESERVE bytes. */
+#define LEAF_RESERVE (16 + CLONE_STRING_ID_MIN)
+static inline bool write_leaf(iso_clone_writer *w, iso_value v) {
+  uint8_t *p = w->buf + w->len;
+  if (iso_is_smi(v)) {
+    int64_t n = iso_smi_value(v);
+    *p++ = CLONE_TAG_INT;
+    p = put_varint(p, ((uint64_t)n << 1) ^ (uint64_t)(n >> 63));
+  } else if (!iso_is_ref(v)) {
+    switch (v) {
+    case ISO_UNDEFINED: *p++ = CLONE_TAG_UNDEFINED; break;
+    case ISO_NULL: *p++ = CLONE_TAG_NULL; break;
+    case ISO_FALSE: *p++ = CLONE_TAG_FALSE; break;
+    case ISO_TRUE: *p++ = CLONE_TAG_TRUE; break;
+    default: return false;
+    }
+  } else {
+    uint64_t hdr = gc_header(v);
+    if (ISO_UNLIKELY(gc_hdr_is_forward(hdr))) return false;
+    uint32_t t = gc_hdr_type(hdr);
+    if (t == GC_TYPE_STRING) {
+      const gc_string_raw *raw =
+          (const gc_string_raw *)(const void *)gc_slots(v);
+      size_t n = (size_t)raw->length;
+      if (n >= CLONE_STRING_ID_MIN) return false;
+      *p++ = CLONE_TAG_STRING;
+      *p++ = (uint8_t)n; /* < 128: a one-byte varint */
+      memcpy(p, raw + 1, n);
+      p += n;
+    } else if (t == GC_TYPE_DOUBLE) {
+      *p++ = CLONE_TAG_DOUBLE;
+      memcpy(p, gc_slots(v), 8);
+      p += 8;
+    } else {
+      return false;
+    }
+  }
+  w->len = (size_t)(p - w->buf);
+  return true;
+}
+
+/* Where the children of an array or record are: consecutive slots of
+ * *base from index 0, of which *avail exist now (an array may have been
+ * shortened by a delegate; missing elements are written as undefined). */
+static inline void child_slots(iso_value obj, uint32_t t, uint64_t n,
+                               iso_value *base, uint64_t *avail) {
+  if (t == GC_TYPE_ARRAY) {
+    iso_value e = gc_slot_load(obj, 0);
+    uint64_t len = (uint64_t)iso_smi_value(gc_slot_load(obj, 1));
+    *base = e;
+    *avail = iso_is_ref(e) ? (len < n ? len : n) : 0;
+  } else {
+    *base = obj;
+    *avail = n;
+  }
+}
+
 static iso_status walk(wstate *st, iso_value root) {
   iso_status r = write_value(st, root);
   if (r != ISO_OK) return r;
   clone_scratch *s = st->s;
+  iso_clone_writer *w = st->w;
   while (st->sp > 0) {
-    clone_wframe *f = &s->wstack[st->sp - 1];
-    if (f->i == f->n) {
-      st->sp--;
-      continue;
-    }
+    size_t top = st->sp - 1;
+    clone_wframe *f = &s->wstack[top];
     iso_value obj = f->obj, child;
     uint32_t t = gc_type_id(obj);
-    if (t == GC_TYPE_ARRAY) {
-      /* Length and elements are read afresh: a delegate may have changed
-       * the array. The count written in the header stands regardless. */
-      uint64_t len = (uint64_t)iso_smi_value(gc_slot_load(obj, 1));
-      child = f->i < len ? gc_slot_load(gc_slot_load(obj, 0), f->i)
-                         : ISO_UNDEFINED;
-    } else if (t == GC_TYPE_MAP) {
+    if (t == GC_TYPE_MAP) {
+      if (f->i == f->n) {
+        st->sp--;
+        continue;
+      }
       if (f->i & 1) {
         child = f->pend;
       } else {
@@ -585,12 +641,33 @@ static iso_status walk(wstate *st, iso_value root) {
         f->pend = v;
         child = k;
       }
-    } else {
-      child = gc_slot_load(obj, f->i);
+      f->i++;
+      r = write_value(st, child);
+      if (r != ISO_OK) return r;
+      continue;
     }
-    f->i++;
-    r = write_value(st, child);
-    if (r != ISO_OK) return r;
+    /* An array or a record: run through its slots, leaving the frame
+     * only to descend into a container. */
+    iso_value base;
+    uint64_t i = f->i, n = f->n, avail;
+    child_slots(obj, t, n, &base, &avail);
+    for (;;) {
+      if (i == n) {
+        st->sp--;
+        break;
+      }
+      child = i < avail ? gc_slot_load(base, i) : ISO_UNDEFINED;
+      i++;
+      if (!clone_writer_reserve(w, LEAF_RESERVE)) return oom(st);
+      if (write_leaf(w, child)) continue;
+      f->i = i;
+      r = write_value(st, child);
+      if (r != ISO_OK) return r;
+      if (st->sp != top + 1) break; /* descend */
+      /* A delegate may have run: look at the slots afresh. */
+      f = &s->wstack[top];
+      child_slots(obj, t, n, &base, &avail);
+    }
   }
   return ISO_OK;
 }

@@ -92,6 +92,7 @@ iso_status iso_isolate_free(iso_isolate *iso) {
       break;
     }
   pthread_mutex_unlock(&rt->lock);
+  thr_loop_destroy(iso);
   gc_heap_destroy(iso);
   isolate_handles_free(iso);
   thr_isolate_wake_destroy(iso);

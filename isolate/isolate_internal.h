@@ -96,6 +96,8 @@ void thr_isolate_wake(iso_isolate *iso);
 /* Drains wake_fd after a wake-up was seen. Owner. */
 void thr_isolate_wake_clear(iso_isolate *iso);
 int thr_isolate_wake_init(iso_isolate *iso);
+/* Frees the isolate's event-loop state (threads/loop.c); idempotent. */
+void thr_loop_destroy(iso_isolate *iso);
 void thr_isolate_wake_destroy(iso_isolate *iso);
 
 /* Visits every root slot (handles and globals). */

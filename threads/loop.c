@@ -183,15 +183,14 @@ iso_timer_id iso_timer_start(iso_isolate *iso, uint64_t delay_ms,
   if (ISOLATE_CHECK(iso) != ISO_OK) return 0;
   if (!cb) return isolate_fail(ISO_ERR_ARGUMENT, "%s: cb is NULL", fn), 0;
   if (delay_ms > LOOP_MAX_MS || repeat_ms > LOOP_MAX_MS)
-    return isolate_fail(ISO_ERR_RANGE,
-                        "%s: delay or period above %llu ms", fn,
+    return isolate_fail(ISO_ERR_RANGE, "%s: delay or period above %llu ms", fn,
                         (unsigned long long)LOOP_MAX_MS),
            0;
   thr_loop *L = loop_get(iso);
   if (!L) return 0;
   loop_timer *t = malloc(sizeof *t);
-  if (!t || !grow((void **)&L->heap, &L->heap_cap, L->nheap + 1,
-                  sizeof *L->heap)) {
+  if (!t ||
+      !grow((void **)&L->heap, &L->heap_cap, L->nheap + 1, sizeof *L->heap)) {
     free(t);
     return isolate_fail(ISO_ERR_OUT_OF_MEMORY, "%s: out of memory", fn), 0;
   }
@@ -410,10 +409,8 @@ static bool loop_idle(thr_loop *L) {
 /* Blocks until a handled port is readable, the isolate is woken, or the
  * next timer is due (at once when more is set). */
 static iso_status wait_events(iso_isolate *iso, thr_loop *L, bool more) {
-  if (!grow((void **)&L->pfds, &L->pfds_cap, L->nhandlers + 1,
-            sizeof *L->pfds))
-    return isolate_fail(ISO_ERR_OUT_OF_MEMORY,
-                        "iso_loop_run: out of memory");
+  if (!grow((void **)&L->pfds, &L->pfds_cap, L->nhandlers + 1, sizeof *L->pfds))
+    return isolate_fail(ISO_ERR_OUT_OF_MEMORY, "iso_loop_run: out of memory");
   unsigned n = 0;
   for (size_t i = 0; i < L->nhandlers; i++)
     if (!L->handlers[i].dead)

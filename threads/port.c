@@ -84,18 +84,20 @@ enum {
 typedef struct thr_channel thr_channel;
 
 struct iso_port {
-  /* Receiver's line. */
+  /* The receiving side: this port's own queue. */
   struct cds_wfcq_head head;
-  uint64_t received;
-  /* Posters' line: they exchange the tail and raise the counters. */
+  uint64_t received; /* messages received from this port */
+  /* Written by every poster to this port (its peer's posts). */
   _Alignas(64) struct cds_wfcq_tail tail;
   size_t queued_messages;
   size_t queued_bytes;
-  /* Rarely written. */
-  _Alignas(64) uint64_t posted;
-  size_t max_messages, max_bytes; /* limit on the peer's queue */
+  /* Written by posts through this port, and by references. */
+  _Alignas(64) uint64_t posted; /* messages posted through this port */
+  /* Posts through this port fail with ISO_ERR_LIMIT while the peer's
+   * queue holds this many messages or bytes (0: no limit). */
+  size_t max_messages, max_bytes;
   int closed;
-  int owner;
+  int owner; /* PORT_OWNER_* */
   size_t refs;
   int fd;
   iso_port *peer;
@@ -115,8 +117,7 @@ static inline struct cds_wfcq_node *msg_node(iso_message *m) {
   return (struct cds_wfcq_node *)(void *)m->queue_link;
 }
 static inline iso_message *node_msg(struct cds_wfcq_node *n) {
-  return (iso_message *)(void *)((char *)n -
-                                 offsetof(iso_message, queue_link));
+  return (iso_message *)(void *)((char *)n - offsetof(iso_message, queue_link));
 }
 
 /* ---- the descriptor (Note [Port descriptor]) ---- */
@@ -312,8 +313,12 @@ static iso_status post(iso_port *port, iso_isolate *iso, iso_value v,
                        const iso_value *transfer, size_t ntransfer,
                        iso_message *msg, const char *fn) {
   iso_port *to = port->peer;
-  if (side_closed(port) || side_closed(to)) return closed_error(port, fn);
   thr_port_ref(port);
+  if (side_closed(port) || side_closed(to)) {
+    iso_status st = closed_error(port, fn);
+    thr_port_unref(port);
+    return st;
+  }
   /* Room first: a post refused for the limit must not detach anything
    * that the transfer list would move. */
   bool up = false;
@@ -373,8 +378,7 @@ static iso_message *dequeue(iso_port *p) {
   if (!n) return NULL;
   iso_message *m = node_msg(n);
   thr_fetch_sub_relaxed(&p->queued_bytes, iso_message_size(m));
-  if (thr_fetch_sub_relaxed(&p->queued_messages, (size_t)1) == 1)
-    fd_consume(p);
+  if (thr_fetch_sub_relaxed(&p->queued_messages, (size_t)1) == 1) fd_consume(p);
   return m;
 }
 
@@ -413,9 +417,8 @@ int thr_block_poll(iso_isolate *iso, struct pollfd *fds, unsigned n,
 /* Something for a receiver to look at: a message, a close, or (with iso)
  * a termination. A hint read without locks; the caller re-checks. */
 static bool receive_ready(iso_port *port, iso_isolate *iso) {
-  return thr_load_relaxed(&port->queued_messages) != 0 ||
-         side_closed(port) || side_closed(port->peer) ||
-         (iso && isolate_terminating(iso));
+  return thr_load_relaxed(&port->queued_messages) != 0 || side_closed(port) ||
+         side_closed(port->peer) || (iso && isolate_terminating(iso));
 }
 
 /* Before sleeping in poll(), a receiver spins this many rounds (about
@@ -566,9 +569,8 @@ iso_handle iso_port_to_value(iso_isolate *iso, iso_port *port) {
   if (ISOLATE_CHECK(iso) != ISO_OK) return NULL;
   if (!port) return ISOLATE_FAIL_NULL(ISO_ERR_ARGUMENT, "%s: port is NULL", fn);
   if (thr_load_acquire(&port->owner) == PORT_OWNER_VALUE)
-    return ISOLATE_FAIL_NULL(ISO_ERR_ARGUMENT,
-                             "%s: the port already belongs to a port value",
-                             fn);
+    return ISOLATE_FAIL_NULL(
+        ISO_ERR_ARGUMENT, "%s: the port already belongs to a port value", fn);
   if (side_closed(port))
     return ISOLATE_FAIL_NULL(ISO_ERR_CLOSED, "%s: the port is closed", fn);
   iso_value obj = gc_alloc(iso, GC_TYPE_PORT, 8 + GC_EXTERN_RAW);

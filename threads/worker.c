@@ -61,8 +61,7 @@ static void *worker_thread(void *arg) {
   }
   thr_loop_destroy(iso);
   pthread_mutex_lock(&w->lock);
-  if (isolate_terminating(iso))
-    rc = thr_load_acquire(&iso->terminate_code);
+  if (isolate_terminating(iso)) rc = thr_load_acquire(&iso->terminate_code);
   w->iso = NULL; /* Note [Worker teardown] */
   pthread_mutex_unlock(&w->lock);
   iso_isolate_free(iso);
@@ -156,8 +155,7 @@ iso_worker *iso_worker_spawn(iso_runtime *rt, iso_worker_main fn, void *arg,
 }
 
 iso_status iso_worker_terminate(iso_worker *w) {
-  if (!w)
-    return isolate_fail(ISO_ERR_ARGUMENT, "iso_worker_terminate: NULL");
+  if (!w) return isolate_fail(ISO_ERR_ARGUMENT, "iso_worker_terminate: NULL");
   pthread_mutex_lock(&w->lock);
   if (w->iso) isolate_request_terminate(w->iso, ISO_EXIT_TERMINATED);
   pthread_mutex_unlock(&w->lock);

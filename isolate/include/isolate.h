@@ -603,19 +603,20 @@ ISO_API iso_status iso_port_receive(iso_port *port, iso_isolate *iso,
 ISO_API iso_status iso_port_receive_message(iso_port *port,
                                             int64_t timeout_ms,
                                             iso_message **out);
-/* A file descriptor that is readable while messages are queued (or the
- * peer closed), for epoll/poll/libuv. Owned by the port. */
+/* A file descriptor that is readable exactly while messages are queued,
+ * and for good once either side closed, for epoll/poll/libuv (level
+ * triggered). Owned by the port: never read, write or close it. */
 ISO_API int iso_port_fd(iso_port *port);
 typedef struct iso_port_stats_t {
   size_t queued_messages; /* waiting to be received */
   size_t queued_bytes;
-  uint64_t posted, received; /* totals */
+  uint64_t posted, received; /* posts through, receives from, this port */
   bool closed;               /* this port or its peer closed */
 } iso_port_stats_t;
 ISO_API iso_status iso_port_stats(iso_port *port, iso_port_stats_t *out);
-/* Backpressure: posts to this port's peer fail with ISO_ERR_LIMIT while
- * the peer's queue holds max_messages messages or max_bytes bytes (0: no
- * limit). */
+/* Backpressure: posts through this port fail with ISO_ERR_LIMIT (and
+ * detach nothing) while the peer's queue holds max_messages messages or
+ * already max_bytes bytes (0: no limit). */
 ISO_API iso_status iso_port_set_limit(iso_port *port, size_t max_messages,
                                       size_t max_bytes);
 /* Closes this side: the peer's receives drain what is queued, then get
@@ -623,7 +624,9 @@ ISO_API iso_status iso_port_set_limit(iso_port *port, size_t max_messages,
  * closed (or the port was transferred). Any thread. */
 ISO_API void iso_port_close(iso_port *port);
 /* A port as a heap value, for a transfer list or a message; the value
- * owns the port from then on (closing it when the value dies). */
+ * owns the port from then on (closing it when the value dies), and the
+ * iso_port pointer stays valid only while the value lives and has not
+ * been transferred. A port cannot travel through itself or its peer. */
 ISO_API iso_handle iso_port_to_value(iso_isolate *iso, iso_port *port);
 /* The port a received port value carries (NULL if detached/transferred). */
 ISO_API iso_port *iso_port_from_value(iso_value v);
@@ -679,7 +682,9 @@ typedef void (*iso_timer_callback)(iso_isolate *iso, void *data);
 typedef uint64_t iso_timer_id; /* 0 is never a timer */
 
 /* Dispatches messages arriving on port to handler (with a fresh scope per
- * message) while the loop runs. Owning thread. */
+ * message) while the loop runs; a NULL handler removes the port. A port
+ * drops out of the loop when it is closed, or its peer closed and its
+ * queue is drained. Owning thread. */
 ISO_API iso_status iso_loop_on_message(iso_isolate *iso, iso_port *port,
                                        iso_message_handler handler,
                                        void *data);
@@ -688,8 +693,9 @@ ISO_API iso_status iso_loop_on_message(iso_isolate *iso, iso_port *port,
 ISO_API iso_timer_id iso_timer_start(iso_isolate *iso, uint64_t delay_ms,
                                      uint64_t repeat_ms,
                                      iso_timer_callback cb, void *data);
-/* clearTimeout / clearInterval; clearing a timer that ran or was cleared
- * is ISO_ERR_ARGUMENT. */
+/* clearTimeout / clearInterval (also from inside callbacks: an interval
+ * may clear itself); clearing a one-shot timer that ran, or a timer that
+ * was cleared, is ISO_ERR_ARGUMENT. */
 ISO_API iso_status iso_timer_clear(iso_isolate *iso, iso_timer_id id);
 /* Runs the loop until iso_loop_stop, until nothing is left to wait for
  * (no timers and no open ports with handlers), or until the worker is

@@ -43,7 +43,7 @@ static void setup(void) {
   iso_isolate_params p;
   memset(&p, 0, sizeof p);
   p.struct_size = sizeof p;
-  p.stress_scavenge_every = 37;
+  p.stress_scavenge_every = 7;
   p.stress_full_every = 997;
   p.max_old_generation_size = (size_t)512 << 20;
   iso = iso_isolate_new(rt, &p);

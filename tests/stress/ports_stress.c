@@ -48,7 +48,7 @@
 #endif
 
 #define MAX_WORKERS 64
-#define KEEP 64 /* payloads the receiver keeps alive across GCs */
+#define KEEP 64        /* payloads the receiver keeps alive across GCs */
 #define STALL_MS 60000 /* no message for this long: something hangs */
 
 typedef struct opts {
@@ -76,8 +76,8 @@ __attribute__((noreturn, format(printf, 1, 2))) static void fail(
           "ports_stress: replay with: ports_stress --seed %llu --round %llu "
           "--workers %u --messages %u\n",
           iso_status_name(iso_last_status()), iso_last_error(),
-          (unsigned long long)o.seed, (unsigned long long)cur_round,
-          o.workers, o.messages);
+          (unsigned long long)o.seed, (unsigned long long)cur_round, o.workers,
+          o.messages);
   exit(1);
 }
 
@@ -123,7 +123,7 @@ typedef struct round_cfg {
   unsigned workers;
   unsigned counts[MAX_WORKERS];
   size_t limit_messages, limit_bytes;
-  int mode; /* 0 blocking receive, 1 event loop, 2 poll on the fd */
+  int mode;   /* 0 blocking receive, 1 event loop, 2 poll on the fd */
   int victim; /* worker to terminate half-way, or -1 */
   uint64_t seed;
 } round_cfg;
@@ -132,7 +132,7 @@ typedef struct sender {
   iso_port *shared; /* the port every worker posts through */
   unsigned id, count;
   uint64_t seed;
-  atomic_uint posted; /* posts that returned ISO_OK */
+  atomic_uint posted;  /* posts that returned ISO_OK */
   atomic_uint retries; /* posts refused for the limit */
   atomic_bool done;
   iso_status last; /* why it stopped early, if it did */
@@ -271,7 +271,8 @@ static unsigned check_payload(receiver *r, iso_value v, bool seq_check) {
   int64_t id = iso_smi_value(iso_get(hid));
   int64_t seq = iso_smi_value(iso_get(hseq));
   uint64_t sum = (uint64_t)iso_smi_value(iso_get(hsum));
-  if (id < 0 || id >= (int64_t)r->cfg->workers) fail("bad sender %lld", (long long)id);
+  if (id < 0 || id >= (int64_t)r->cfg->workers)
+    fail("bad sender %lld", (long long)id);
   const void *data;
   size_t n;
   if (iso_kind_of(iso_get(body)) == ISO_KIND_STRING) {
@@ -281,16 +282,16 @@ static unsigned check_payload(receiver *r, iso_value v, bool seq_check) {
     data = iso_array_buffer_data(iso_get(body));
     n = iso_array_buffer_byte_length(iso_get(body));
     if (iso_array_buffer_is_detached(iso_get(body)))
-      fail("sender %lld seq %lld: a received buffer is detached",
-           (long long)id, (long long)seq);
+      fail("sender %lld seq %lld: a received buffer is detached", (long long)id,
+           (long long)seq);
   } else {
     fail("sender %lld seq %lld: body is a %s", (long long)id, (long long)seq,
          iso_kind_name(iso_kind_of(iso_get(body))));
   }
   if (n && !data) fail("a body of %zu bytes has no data", n);
   if (checksum((uint64_t)id, (uint64_t)seq, data, n) != sum)
-    fail("sender %lld seq %lld: checksum mismatch (%zu bytes)",
-         (long long)id, (long long)seq, n);
+    fail("sender %lld seq %lld: checksum mismatch (%zu bytes)", (long long)id,
+         (long long)seq, n);
   if (seq_check) {
     if ((unsigned)seq != r->next_seq[id])
       fail("sender %lld: got seq %lld, expected %u (%s)", (long long)id,
@@ -482,11 +483,11 @@ static void run_round(iso_runtime *rt, uint64_t round, uint64_t *messages,
     total += sd->count;
   }
   if (o.verbose)
-    printf("ports_stress: round %llu: %u workers, %llu messages, limit %zu "
-           "messages / %zu bytes, mode %d, victim %d\n",
-           (unsigned long long)round, cfg.workers,
-           (unsigned long long)total, cfg.limit_messages, cfg.limit_bytes,
-           cfg.mode, cfg.victim);
+    printf(
+        "ports_stress: round %llu: %u workers, %llu messages, limit %zu "
+        "messages / %zu bytes, mode %d, victim %d\n",
+        (unsigned long long)round, cfg.workers, (unsigned long long)total,
+        cfg.limit_messages, cfg.limit_bytes, cfg.mode, cfg.victim);
   receiver r;
   memset(&r, 0, sizeof r);
   r.iso = iso;
@@ -532,8 +533,7 @@ static void run_round(iso_runtime *rt, uint64_t round, uint64_t *messages,
         fail("the terminated worker %u exited with %d", i, code);
       if (code == ISO_EXIT_TERMINATED &&
           senders[i].last != ISO_ERR_TERMINATED && posted != cfg.counts[i])
-        fail("worker %u stopped with %s", i,
-             iso_status_name(senders[i].last));
+        fail("worker %u stopped with %s", i, iso_status_name(senders[i].last));
     } else {
       if (code != 0) fail("worker %u exited with %d", i, code);
       if (posted != cfg.counts[i])
@@ -650,10 +650,11 @@ int main(int argc, char **argv) {
                  (uint64_t)getpid()) %
              1000000000000ull;
   }
-  printf("ports_stress: seed %llu, %u workers (%ld cores), up to %u "
-         "messages each per round, %.1f s%s\n",
-         (unsigned long long)o.seed, o.workers, cores, o.messages, o.seconds,
-         STRESS_TSAN ? " (TSan)" : "");
+  printf(
+      "ports_stress: seed %llu, %u workers (%ld cores), up to %u "
+      "messages each per round, %.1f s%s\n",
+      (unsigned long long)o.seed, o.workers, cores, o.messages, o.seconds,
+      STRESS_TSAN ? " (TSan)" : "");
   fflush(stdout);
   iso_runtime *rt = iso_runtime_new(NULL);
   if (!rt) fail("iso_runtime_new");
@@ -668,9 +669,10 @@ int main(int argc, char **argv) {
   }
   if (iso_runtime_free(rt) != ISO_OK) fail("iso_runtime_free");
   double took = now_s() - start;
-  printf("ports_stress: passed: %llu rounds, %llu messages, %.1f MB of "
-         "payload in %.1f s (%.0f messages/s)\n",
-         (unsigned long long)rounds, (unsigned long long)messages,
-         (double)bytes / 1e6, took, (double)messages / took);
+  printf(
+      "ports_stress: passed: %llu rounds, %llu messages, %.1f MB of "
+      "payload in %.1f s (%.0f messages/s)\n",
+      (unsigned long long)rounds, (unsigned long long)messages,
+      (double)bytes / 1e6, took, (double)messages / took);
   return 0;
 }

@@ -48,8 +48,7 @@ static void test_timer_order(void) {
   tag tags[6];
   for (int i = 0; i < 6; i++) {
     tags[i] = (tag){&t, i};
-    CHECK(iso_timer_start(iso, (uint64_t)delays[i], 0, record, &tags[i]) !=
-          0);
+    CHECK(iso_timer_start(iso, (uint64_t)delays[i], 0, record, &tags[i]) != 0);
   }
   CHECK_OK(iso_loop_run(iso)); /* returns when no timer is left */
   CHECK_EQ(t.n, 6);
@@ -122,8 +121,7 @@ static void test_clear(void) {
   CHECK_OK(iso_timer_clear(iso, b));
   CHECK_FAILS_ST(iso_timer_clear(iso, a), ISO_ERR_ARGUMENT, "");
   CHECK_FAILS_ST(iso_timer_clear(iso, 0), ISO_ERR_ARGUMENT, "");
-  CHECK_FAILS_ST(iso_timer_clear(iso, 0xdeadbeefcafeull), ISO_ERR_ARGUMENT,
-                 "");
+  CHECK_FAILS_ST(iso_timer_clear(iso, 0xdeadbeefcafeull), ISO_ERR_ARGUMENT, "");
   CHECK_OK(iso_loop_run(iso));
   CHECK_EQ(ran, 0);
   /* Cleared by another timer's callback: never runs. */
@@ -400,8 +398,8 @@ static void test_port_value_dies(void) {
     iso_scope_open(iso, &s);
     iso_handle v = iso_port_to_value(iso, b);
     CHECK(v != NULL);
-    CHECK_OK(iso_loop_on_message(iso, iso_port_from_value(iso_get(v)),
-                                 collect, &box));
+    CHECK_OK(iso_loop_on_message(iso, iso_port_from_value(iso_get(v)), collect,
+                                 &box));
     CHECK_OK(iso_scope_close(&s));
   }
   CHECK(iso_timer_start(iso, 10, 0, drop_port_value, NULL) != 0);

@@ -232,8 +232,8 @@ static void test_terminate_busy(void) {
   CHECK_OK(iso_isolate_free(iso));
 }
 
-static void on_message_echo(iso_isolate *iso, iso_port *port,
-                            iso_value message, void *data) {
+static void on_message_echo(iso_isolate *iso, iso_port *port, iso_value message,
+                            void *data) {
   (void)data;
   CHECK_OK(iso_port_post(port, iso, message, NULL, 0));
 }
@@ -269,8 +269,8 @@ static void test_terminate_loop(void) {
 static void test_terminate_after_exit(void) {
   for (int i = 0; i < 50; i++) {
     iso_port *port;
-    iso_worker *w = iso_worker_spawn(rt, return_arg, (void *)(intptr_t)7,
-                                     NULL, &port);
+    iso_worker *w =
+        iso_worker_spawn(rt, return_arg, (void *)(intptr_t)7, NULL, &port);
     CHECK(w != NULL);
     if (i % 2) usleep(200);
     CHECK_OK(iso_worker_terminate(w));
@@ -383,8 +383,8 @@ static void test_spawn_join_cycles(void) {
     iso_port_close(port);
     CHECK_UEQ(iso_runtime_isolate_count(rt), 1);
   }
-  printf("# %d spawn/message/join cycles in %.0f ms%s\n", cycles,
-         now_ms() - t0, UNIT_TSAN ? " (TSan)" : "");
+  printf("# %d spawn/message/join cycles in %.0f ms%s\n", cycles, now_ms() - t0,
+         UNIT_TSAN ? " (TSan)" : "");
   CHECK_OK(iso_isolate_free(iso));
 }
 

@@ -26,17 +26,17 @@
 #define _CMM_LOAD_SHARED(p) __atomic_load_n(&(p), __ATOMIC_RELAXED)
 #define CMM_LOAD_SHARED(p) __atomic_load_n(&(p), __ATOMIC_ACQUIRE)
 
-#define _CMM_STORE_SHARED(x, v)                        \
-  __extension__({                                      \
-    __typeof__(x) thr_tsan_v_ = (v);                   \
+#define _CMM_STORE_SHARED(x, v)                            \
+  __extension__({                                          \
+    __typeof__(x) thr_tsan_v_ = (v);                       \
     __atomic_store_n(&(x), thr_tsan_v_, __ATOMIC_RELAXED); \
-    thr_tsan_v_;                                       \
+    thr_tsan_v_;                                           \
   })
-#define CMM_STORE_SHARED(x, v)                         \
-  __extension__({                                      \
-    __typeof__(x) thr_tsan_v_ = (v);                   \
+#define CMM_STORE_SHARED(x, v)                             \
+  __extension__({                                          \
+    __typeof__(x) thr_tsan_v_ = (v);                       \
     __atomic_store_n(&(x), thr_tsan_v_, __ATOMIC_RELEASE); \
-    thr_tsan_v_;                                       \
+    thr_tsan_v_;                                           \
   })
 
 #endif /* _URCU_SYSTEM_H */

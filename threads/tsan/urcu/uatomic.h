@@ -27,12 +27,12 @@
 #define uatomic_set(addr, v) ((void)CMM_STORE_SHARED(*(addr), (v)))
 #define uatomic_read(addr) CMM_LOAD_SHARED(*(addr))
 
-#define uatomic_cmpxchg(addr, old, _new)                                   \
-  __extension__({                                                          \
-    __typeof__(*(addr)) thr_tsan_old_ = (old);                             \
-    __atomic_compare_exchange_n((addr), &thr_tsan_old_, (_new), 0,         \
-                                __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);       \
-    thr_tsan_old_;                                                         \
+#define uatomic_cmpxchg(addr, old, _new)                             \
+  __extension__({                                                    \
+    __typeof__(*(addr)) thr_tsan_old_ = (old);                       \
+    __atomic_compare_exchange_n((addr), &thr_tsan_old_, (_new), 0,   \
+                                __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST); \
+    thr_tsan_old_;                                                   \
   })
 #define uatomic_xchg(addr, v) __atomic_exchange_n((addr), (v), __ATOMIC_SEQ_CST)
 #define uatomic_add_return(addr, v) \
@@ -40,12 +40,16 @@
 #define uatomic_sub_return(addr, v) \
   __atomic_sub_fetch((addr), (v), __ATOMIC_SEQ_CST)
 
-#define uatomic_add(addr, v) ((void)__atomic_add_fetch((addr), (v), __ATOMIC_RELAXED))
-#define uatomic_sub(addr, v) ((void)__atomic_sub_fetch((addr), (v), __ATOMIC_RELAXED))
+#define uatomic_add(addr, v) \
+  ((void)__atomic_add_fetch((addr), (v), __ATOMIC_RELAXED))
+#define uatomic_sub(addr, v) \
+  ((void)__atomic_sub_fetch((addr), (v), __ATOMIC_RELAXED))
 #define uatomic_inc(addr) uatomic_add((addr), 1)
 #define uatomic_dec(addr) uatomic_sub((addr), 1)
-#define uatomic_and(addr, v) ((void)__atomic_and_fetch((addr), (v), __ATOMIC_RELAXED))
-#define uatomic_or(addr, v) ((void)__atomic_or_fetch((addr), (v), __ATOMIC_RELAXED))
+#define uatomic_and(addr, v) \
+  ((void)__atomic_and_fetch((addr), (v), __ATOMIC_RELAXED))
+#define uatomic_or(addr, v) \
+  ((void)__atomic_or_fetch((addr), (v), __ATOMIC_RELAXED))
 
 #define thr_tsan_fence_() __atomic_thread_fence(__ATOMIC_SEQ_CST)
 #define cmm_smp_mb__before_uatomic_add() thr_tsan_fence_()
