@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "gc_internal.h"
@@ -214,6 +215,29 @@ uint32_t gc_identity_hash(iso_isolate *iso, iso_value v) {
 
 /* ---- external memory ---- */
 
+static void store_unmap(void *data, size_t length, void *ctx) {
+  (void)ctx;
+  munmap(data, length);
+}
+
+void *gc_store_alloc(size_t length, iso_free_callback *free_cb) {
+  *free_cb = NULL;
+  if (length < GC_STORE_MMAP_MIN) return calloc(1, length);
+  void *p = mmap(NULL, length, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) return NULL;
+  *free_cb = store_unmap;
+  return p;
+}
+
+void gc_store_free(void *data, size_t length, iso_free_callback free_cb) {
+  if (free_cb) {
+    free_cb(data, length, NULL);
+  } else {
+    free(data);
+  }
+}
+
 static bool vec_push(gc_extern_vec *v, gc_extern *e) {
   if (v->count == v->cap) {
     size_t cap = v->cap ? v->cap * 2 : 16;
@@ -246,6 +270,13 @@ gc_extern *gc_extern_add(iso_isolate *iso, iso_value obj, void *data,
   }
   h->external_bytes += length;
   h->array_buffer_bytes += length;
+  h->external_since_gc += length;
+  size_t step = h->external_after_gc > GC_EXTERNAL_STEP ? h->external_after_gc
+                                                     : GC_EXTERNAL_STEP;
+  if (h->external_since_gc > step && !h->external_pressure) {
+    h->external_pressure = true;
+    gc_young_limit_changed(iso);
+  }
   return e;
 }
 
@@ -323,6 +354,8 @@ static const char *reason_name(gc_reason r) {
       return "heap limit";
     case GC_REASON_TRIGGER:
       return "old space growth";
+    case GC_REASON_EXTERNAL:
+      return "external memory pressure";
   }
   return "unknown";
 }
@@ -361,11 +394,11 @@ static void cycle_end(iso_isolate *iso, gc_cycle *c, iso_gc_kind k,
       abort();
     }
   }
-  bool over = gc_old_committed(h) > h->old.limit;
-  if (over != h->over_limit) {
-    h->over_limit = over;
-    gc_young_limit_changed(iso);
-  }
+  h->over_limit = gc_old_committed(h) > h->old.limit;
+  h->external_pressure = false;
+  h->external_since_gc = 0;
+  h->external_after_gc = h->external_bytes;
+  gc_young_limit_changed(iso);
   uint64_t end = isolate_now_ns();
   double ms = (double)(end - c->start_ns) / 1e6;
   gc_pause_hist_add(k == ISO_GC_FULL ? &h->full_pauses : &h->scavenge_pauses,

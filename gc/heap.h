@@ -115,6 +115,14 @@ typedef struct gc_heap {
    * allocation takes the slow path, collects fully, and fails if it is
    * still over (gc/young.c). */
   bool over_limit;
+  /* External memory (ArrayBuffer stores) grew by external_since_gc since
+   * the last collection; past a step it sets external_pressure, which
+   * sends the next young allocation to the slow path to collect, so dead
+   * buffers' stores are freed even by programs that allocate little in
+   * the heap itself (gc/collect.c). */
+  bool external_pressure;
+  size_t external_since_gc;
+  size_t external_after_gc;
   /* statistics */
   gc_pause_hist scavenge_pauses, full_pauses, all_pauses;
   uint64_t promoted_bytes_total;
@@ -167,6 +175,17 @@ static inline void gc_write(iso_isolate *iso, iso_value host, size_t i,
 
 /* ---- external memory ---- */
 
+/* Zero-filled bytes for a backing store: from GC_STORE_MMAP_MIN bytes on,
+ * a private mapping (zeroed lazily by the OS, so creating a big buffer
+ * costs no zero-fill, and unmapped when freed), below it calloc. *free_cb
+ * receives the matching release (NULL means free()). NULL if the system
+ * refuses. Any thread. */
+#define GC_STORE_MMAP_MIN (64u * 1024u)
+/* External growth that puts a heap under external_pressure. */
+#define GC_EXTERNAL_STEP ((size_t)64 << 20)
+void *gc_store_alloc(size_t length, iso_free_callback *free_cb);
+void gc_store_free(void *data, size_t length, iso_free_callback free_cb);
+
 /* Tracks a backing store owned by obj (an ArrayBuffer just allocated); 0
  * on malloc failure. The store's length counts as external memory. */
 gc_extern *gc_extern_add(iso_isolate *iso, iso_value obj, void *data,
@@ -189,6 +208,7 @@ typedef enum gc_reason {
   GC_REASON_STRESS,
   GC_REASON_LIMIT,   /* near the heap limit */
   GC_REASON_TRIGGER, /* old space grew past its trigger */
+  GC_REASON_EXTERNAL, /* external memory grew */
 } gc_reason;
 
 void gc_scavenge(iso_isolate *iso, gc_reason reason);

@@ -74,7 +74,8 @@ void gc_young_release_all(iso_isolate *iso) {
 static char *area_limit(iso_isolate *iso) { return iso->heap.young.real_limit; }
 
 static bool limit_hidden(iso_isolate *iso) {
-  return iso->heap.stress_scavenge_every || iso->heap.over_limit;
+  return iso->heap.stress_scavenge_every || iso->heap.over_limit ||
+         iso->heap.external_pressure;
 }
 
 /* Keeps inl.alloc_top <= inl.alloc_limit: the inline check computes
@@ -384,6 +385,16 @@ void *gc_alloc_young_slow(iso_isolate *iso, size_t bytes) {
     return mem ? mem : out_of_memory(iso, bytes);
   }
   if (h->stress_scavenge_every && !h->in_gc) stress_tick(iso);
+  if (h->external_pressure && !h->in_gc) {
+    /* Most buffers die young: a scavenge frees their stores. If external
+     * memory is still well above what the last collection left, the
+     * stores belong to old buffers, and only a full collection can tell
+     * which of those died. */
+    size_t before = h->external_after_gc;
+    gc_scavenge(iso, GC_REASON_EXTERNAL);
+    if (h->external_bytes > before + GC_EXTERNAL_STEP)
+      gc_full(iso, GC_REASON_EXTERNAL);
+  }
   if (h->over_limit && !h->in_gc) {
     /* A scavenge (any: stress, iso_gc, this path) promoted past the limit.
      * Collect fully; if the old generation is still over, this call fails

@@ -61,17 +61,18 @@ static iso_handle buffer_new(iso_isolate *iso, void *data, size_t length,
 iso_handle iso_array_buffer_new(iso_isolate *iso, size_t byte_length) {
   if (ISOLATE_CHECK(iso) != ISO_OK) return NULL;
   void *data = NULL;
+  iso_free_callback release = NULL;
   if (byte_length != 0) {
-    data = calloc(1, byte_length);
+    data = gc_store_alloc(byte_length, &release);
     if (data == NULL)
       return ISOLATE_FAIL_NULL(ISO_ERR_OUT_OF_MEMORY,
                                "iso_array_buffer_new: cannot allocate %zu "
                                "bytes",
                                byte_length);
   }
-  iso_handle h = buffer_new(iso, data, byte_length, NULL, NULL, false,
+  iso_handle h = buffer_new(iso, data, byte_length, release, NULL, false,
                             __func__);
-  if (h == NULL) free(data);
+  if (h == NULL && data) gc_store_free(data, byte_length, release);
   return h;
 }
 

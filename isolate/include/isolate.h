@@ -621,7 +621,8 @@ ISO_API iso_status iso_port_set_limit(iso_port *port, size_t max_messages,
                                       size_t max_bytes);
 /* Closes this side: the peer's receives drain what is queued, then get
  * ISO_ERR_CLOSED; its posts fail. Frees the port once both sides are
- * closed (or the port was transferred). Any thread. */
+ * closed (or the port was transferred). Closing a closed port does
+ * nothing. Any thread. */
 ISO_API void iso_port_close(iso_port *port);
 /* A port as a heap value, for a transfer list or a message; the value
  * owns the port from then on (closing it when the value dies), and the
@@ -639,7 +640,9 @@ typedef struct iso_worker iso_worker;
 
 /* A worker's entry: runs on the worker's thread with its fresh isolate
  * (entered, a scope open) and the port to its parent. Its return value is
- * the exit code, unless the worker was terminated. */
+ * the exit code, unless the worker was terminated. When it returns, parent
+ * is closed unless it was made a value or transferred (closing it first is
+ * allowed). */
 typedef int (*iso_worker_main)(iso_isolate *iso, iso_port *parent, void *arg);
 
 #define ISO_EXIT_TERMINATED (-1)    /* iso_worker_terminate stopped it */
