@@ -10,8 +10,9 @@
  * node/binary_trees.js's); the last line is a JSON object of figures.
  *
  * Tree nodes are records of a registered type with two slots; a leaf has
- * null children. Building uses the inline fast paths (scopes, bump
- * allocation); checking reads slots raw, since it never allocates.
+ * null children. Building roots unfinished subtrees in a shadow stack of
+ * handles and allocates with the inline bump allocator; checking reads
+ * slots raw, since it never allocates.
  */
 #include "bench.h"
 

@@ -16,7 +16,8 @@
 #   --node-only     skip the build and the C programs
 #   --keep DIR      keep every run's output in DIR
 #   --wait-idle S   before each run, wait up to S seconds until other work
-#                   uses less than half a core (for shared machines)
+#                   (not counting niced processes) uses less than half a
+#                   core (for shared machines)
 # Env NODE names the node binary (default: node on PATH).
 #
 # Exit status: 0 when every run succeeded and the outputs matched, 1 when a
@@ -40,7 +41,8 @@ usage() {
 }
 
 need_arg() {
-  [[ $# -ge 2 && -n $2 ]] || { echo "compare.sh: $1 needs a value" >&2; exit 2; }
+  [[ $# -ge 2 && -n $2 ]] ||
+    { echo "compare.sh: $1 needs a value" >&2; exit 2; }
 }
 
 while [[ $# -gt 0 ]]; do
@@ -67,7 +69,8 @@ case $only in
   ""|binary_trees|alloc_rate) ;;
   *) echo "compare.sh: unknown benchmark '$only'" >&2; exit 2 ;;
 esac
-command -v "$node" >/dev/null || { echo "compare.sh: $node not found" >&2; exit 1; }
+command -v "$node" >/dev/null ||
+  { echo "compare.sh: $node not found" >&2; exit 1; }
 
 [[ $build_dir = /* ]] || build_dir=$root/$build_dir
 
@@ -127,8 +130,8 @@ median() {
     }'
 }
 
-# Cores' worth of CPU that other processes used over the last second, in
-# hundredths, from /proc/stat (nothing of ours runs meanwhile).
+# Hundredths of a core that other processes used over the last second,
+# from /proc/stat (nothing of ours runs meanwhile).
 busy_centicores() {
   local a b
   read -r -a a < <(grep '^cpu ' /proc/stat)
@@ -139,7 +142,9 @@ busy_centicores() {
   for ((i = 1; i <= 8 && i < ${#b[@]}; i++)); do
     ((total += b[i] - a[i])) || true
   done
-  idle=$((b[4] - a[4] + b[5] - a[5]))
+  # Niced work (a fuzzer, a background build) yields to ours, so it counts
+  # as idle.
+  idle=$((b[2] - a[2] + b[4] - a[4] + b[5] - a[5]))
   ((total > 0)) || { echo 0; return; }
   echo $(((total - idle) * 100 * $(nproc) / total))
 }
@@ -205,6 +210,10 @@ check_same_report() {
 lower_is_better='^(wall_s|cpu_s|peak_rss_mb|.*_ms)$'
 no_ratio='^(.*_count|objects|depth)$'
 
+millions() {
+  awk -v v="$1" 'BEGIN { if (v == "-") print v; else printf "%.1f", v / 1e6 }'
+}
+
 table() {
   local bench=$1
   shift
@@ -233,8 +242,8 @@ table() {
     if [[ $key = objects_per_s ]]; then
       # Millions read at a glance; the JSON lines keep every digit.
       key=mobjects_per_s
-      c=$(awk -v v="$c" 'BEGIN { if (v == "-") print v; else printf "%.1f", v / 1e6 }')
-      n=$(awk -v v="$n" 'BEGIN { if (v == "-") print v; else printf "%.1f", v / 1e6 }')
+      c=$(millions "$c")
+      n=$(millions "$n")
     fi
     printf '  %-20s %16s %16s %10s\n' "$key" "$c" "$n" "$ratio"
   done
@@ -279,7 +288,8 @@ if [[ -z $only || $only = alloc_rate ]]; then
   done
 fi
 
-((status == 0)) || { echo "compare.sh: some runs failed; no table" >&2; exit 1; }
+((status == 0)) ||
+  { echo "compare.sh: some runs failed; no table" >&2; exit 1; }
 echo "== done; load average $(load_now) (above $(nproc) means other work" \
   "competed for the cores)"
 

@@ -31,7 +31,7 @@
 
 #include "gc_internal.h"
 
-#define DEFAULT_MAX_YOUNG (64u << 20)
+#define DEFAULT_MAX_YOUNG (128u << 20)
 #define MIN_MAX_YOUNG (512u << 10)
 #define DEFAULT_MAX_OLD ((size_t)2 << 30)
 #define MIN_MAX_OLD ((size_t)1 << 20)

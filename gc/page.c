@@ -129,7 +129,13 @@ gc_page *gc_pool_take(gc_pool *pool, iso_isolate *owner, uint32_t flags) {
   return p;
 }
 
-void gc_pool_give(gc_pool *pool, gc_page *p) {
+static void give(gc_pool *pool, gc_page *p, bool decommit);
+
+void gc_pool_give(gc_pool *pool, gc_page *p) { give(pool, p, false); }
+
+void gc_pool_give_decommit(gc_pool *pool, gc_page *p) { give(pool, p, true); }
+
+static void give(gc_pool *pool, gc_page *p, bool decommit) {
   thr_store_release(&p->flags, (uint32_t)GC_PAGE_FREE);
   p->owner = NULL;
 #if ISO_DEBUG_CHECKS >= 1
@@ -138,7 +144,7 @@ void gc_pool_give(gc_pool *pool, gc_page *p) {
   memset(p->area_start, 0xdb, GC_PAGE_AREA);
 #endif
   pthread_mutex_lock(&pool->lock);
-  if (pool->committed_free >= pool->retain_pages) {
+  if (decommit || pool->committed_free >= pool->retain_pages) {
     madvise(p, GC_PAGE_SIZE, MADV_DONTNEED);
     /* DONTNEED zeroed the header too; restore what the list needs. */
     p->flags = GC_PAGE_FREE;

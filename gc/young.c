@@ -340,9 +340,12 @@ void gc_scavenge_work(iso_isolate *iso, gc_worklist_local *join) {
   /* Evacuated pages become spares for the next scavenge's to-space, up to
    * the semispace size; the rest go back to the pool. A spare is flagged
    * free, so a stale reference into it still fails verification. */
+  /* In fast promotion the next to-space stays nearly empty, so spares
+   * would only keep memory resident: give all but a few back to the OS. */
+  size_t keep = y->promote_all ? 4 : y->capacity_pages;
   while (from) {
     gc_page *n = from->next;
-    if (y->spare_count < y->capacity_pages) {
+    if (y->spare_count < keep) {
       thr_store_release(&from->flags, (uint32_t)GC_PAGE_FREE);
 #if ISO_DEBUG_CHECKS >= 1
       memset(from->area_start, 0xdb, GC_PAGE_AREA);
@@ -350,6 +353,8 @@ void gc_scavenge_work(iso_isolate *iso, gc_worklist_local *join) {
       from->next = y->spare;
       y->spare = from;
       y->spare_count++;
+    } else if (y->promote_all) {
+      gc_pool_give_decommit(iso->rt->pool, from);
     } else {
       gc_pool_give(iso->rt->pool, from);
     }

@@ -230,7 +230,9 @@ typedef struct iso_gc_trace_info iso_gc_trace_info;
 
 typedef struct iso_isolate_params {
   size_t struct_size;
-  /* Young generation (two semispaces). Default 64 MiB, minimum 512 KiB. */
+  /* Young generation (two semispaces). Default 128 MiB, minimum 512 KiB;
+   * the semispace starts at 1 MiB and grows only while many objects
+   * survive. */
   size_t max_young_generation_size;
   /* Old generation limit, as --max-old-space-size. Default 2 GiB,
    * minimum 1 MiB. */

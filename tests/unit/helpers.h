@@ -20,7 +20,7 @@
 
 /* The header's defaults for the generation sizes. */
 #define UNIT_DEFAULT_OLD_LIMIT ((size_t)2 << 30)
-#define UNIT_DEFAULT_YOUNG_SIZE ((size_t)64 << 20)
+#define UNIT_DEFAULT_YOUNG_SIZE ((size_t)128 << 20)
 
 /* heap_size_limit as V8 reports it: the old generation's limit plus the
  * young generation's maximum (its two semispaces). */
