@@ -34,7 +34,7 @@
 
 /* ---- growth ---- */
 
-bool clone_grow(void **array, size_t *cap, size_t need, size_t elem) {
+bool isolate_clone_grow(void **array, size_t *cap, size_t need, size_t elem) {
   if (need <= *cap) return true;
   size_t n = *cap ? *cap : 16;
   while (n < need) {
@@ -48,7 +48,7 @@ bool clone_grow(void **array, size_t *cap, size_t need, size_t elem) {
   return true;
 }
 
-bool clone_writer_grow(iso_clone_writer *w, size_t n) {
+bool isolate_clone_writer_grow(iso_clone_writer *w, size_t n) {
   if (w->failed) return false;
   if (n > SIZE_MAX / 2 - w->len) {
     w->failed = true;
@@ -73,12 +73,11 @@ bool clone_writer_grow(iso_clone_writer *w, size_t n) {
   return true;
 }
 
-iso_status iso_clone_write_bytes(iso_clone_writer *w, const void *p,
-                                 size_t n) {
+iso_status iso_clone_write_bytes(iso_clone_writer *w, const void *p, size_t n) {
   if (w == NULL || (p == NULL && n != 0))
     return isolate_fail(ISO_ERR_ARGUMENT,
                         "iso_clone_write_bytes: NULL argument");
-  if (!clone_writer_reserve(w, n))
+  if (!isolate_clone_writer_reserve(w, n))
     return isolate_fail(ISO_ERR_OUT_OF_MEMORY,
                         "iso_clone_write_bytes: out of memory for %zu "
                         "bytes",
@@ -108,9 +107,9 @@ iso_status iso_clone_read_bytes(iso_clone_reader *r, void *p, size_t n) {
 
 static pthread_key_t scratch_key;
 static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
-static _Thread_local clone_scratch *scratch_tls;
+static _Thread_local isolate_clone_scratch *scratch_tls;
 
-static void scratch_free(clone_scratch *s) {
+static void scratch_free(isolate_clone_scratch *s) {
   if (s == NULL) return;
   free(s->table);
   free(s->wstack);
@@ -128,13 +127,13 @@ static void scratch_key_init(void) {
   (void)pthread_key_create(&scratch_key, scratch_destructor);
 }
 
-clone_scratch *clone_scratch_acquire(void) {
-  clone_scratch *s = scratch_tls;
+isolate_clone_scratch *isolate_clone_scratch_acquire(void) {
+  isolate_clone_scratch *s = scratch_tls;
   if (s != NULL && !s->busy) {
     s->busy = true;
     return s;
   }
-  clone_scratch *fresh = calloc(1, sizeof *fresh);
+  isolate_clone_scratch *fresh = calloc(1, sizeof *fresh);
   if (fresh == NULL) {
     isolate_fail(ISO_ERR_OUT_OF_MEMORY, "out of memory for clone state");
     return NULL;
@@ -157,13 +156,13 @@ static void trim(void **p, size_t *cap, size_t elem) {
   }
 }
 
-void clone_scratch_release(clone_scratch *s) {
+void isolate_clone_scratch_release(isolate_clone_scratch *s) {
   if (s == NULL) return;
   if (s != scratch_tls) {
     scratch_free(s); /* a nested clone's private scratch */
     return;
   }
-  if ((s->table_mask + 1) * sizeof(clone_slot) > SCRATCH_KEEP) {
+  if ((s->table_mask + 1) * sizeof(isolate_clone_slot) > SCRATCH_KEEP) {
     free(s->table);
     s->table = NULL;
     s->table_mask = 0;
@@ -187,9 +186,9 @@ static iso_message *message_alloc(size_t inline_cap) {
   return m;
 }
 
-void clone_message_release_tables(iso_message *msg) {
+void isolate_clone_message_release_tables(iso_message *msg) {
   for (uint32_t i = 0; i < msg->nmoved; i++) {
-    clone_moved *mv = &msg->moved[i];
+    isolate_clone_moved *mv = &msg->moved[i];
     if (mv->state != CLONE_ENTRY_OWNED) continue;
     gc_extern *e = &mv->store;
     if (e->data != NULL || e->length != 0) {
@@ -215,7 +214,7 @@ void clone_message_release_tables(iso_message *msg) {
 
 void iso_message_free(iso_message *msg) {
   if (msg == NULL) return;
-  clone_message_release_tables(msg);
+  isolate_clone_message_release_tables(msg);
   if (msg->data != msg->inline_data) free(msg->data);
   free(msg);
 }
@@ -223,8 +222,7 @@ void iso_message_free(iso_message *msg) {
 iso_message *iso_message_from_bytes(const void *data, size_t len) {
   if (data == NULL && len != 0) {
     isolate_fail(ISO_ERR_ARGUMENT,
-                 "iso_message_from_bytes: data is NULL but len is %zu",
-                 len);
+                 "iso_message_from_bytes: data is NULL but len is %zu", len);
     return NULL;
   }
   bool inl = len <= MSG_INLINE_MAX;
@@ -270,20 +268,20 @@ iso_status iso_serialize(iso_isolate *iso, iso_value v,
                         "iso_serialize: transfer is NULL but ntransfer is "
                         "%zu",
                         ntransfer);
-  clone_scratch *s = clone_scratch_acquire();
+  isolate_clone_scratch *s = isolate_clone_scratch_acquire();
   if (s == NULL) return ISO_ERR_OUT_OF_MEMORY;
   size_t cap = s->size_hint;
   if (cap < MSG_INLINE_MIN) cap = MSG_INLINE_MIN;
   if (cap > MSG_INLINE_MAX) cap = MSG_INLINE_MAX;
   iso_message *msg = message_alloc(cap);
   if (msg == NULL) {
-    clone_scratch_release(s);
+    isolate_clone_scratch_release(s);
     return isolate_fail(ISO_ERR_OUT_OF_MEMORY,
                         "iso_serialize: out of memory for the message");
   }
   iso_clone_writer w = {msg->inline_data, 0, cap, msg->inline_data, false};
-  st = clone_serialize(iso, s, &w, v, transfer, ntransfer, delegate, msg,
-                       "iso_serialize");
+  st = isolate_clone_serialize(iso, s, &w, v, transfer, ntransfer, delegate,
+                               msg, "iso_serialize");
   if (st == ISO_OK) {
     msg->data = w.buf;
     msg->size = w.len;
@@ -295,7 +293,7 @@ iso_status iso_serialize(iso_isolate *iso, iso_value v,
     if (w.buf != w.initial) free(w.buf);
     free(msg);
   }
-  clone_scratch_release(s);
+  isolate_clone_scratch_release(s);
   return st;
 }
 
@@ -305,24 +303,24 @@ iso_handle iso_deserialize(iso_isolate *iso, iso_message *msg,
   if (msg == NULL)
     return ISOLATE_FAIL_NULL(ISO_ERR_ARGUMENT,
                              "iso_deserialize: message is NULL");
-  clone_scratch *s = clone_scratch_acquire();
+  isolate_clone_scratch *s = isolate_clone_scratch_acquire();
   if (s == NULL) return NULL;
-  iso_handle h = clone_deserialize(iso, s, msg, delegate, "iso_deserialize");
-  clone_scratch_release(s);
+  iso_handle h =
+      isolate_clone_deserialize(iso, s, msg, delegate, "iso_deserialize");
+  isolate_clone_scratch_release(s);
   if (h != NULL) iso_message_free(msg); /* consumed */
   return h;
 }
 
 iso_handle iso_structured_clone(iso_isolate *iso, iso_value v,
-                                const iso_value *transfer,
-                                size_t ntransfer) {
+                                const iso_value *transfer, size_t ntransfer) {
   if (ISOLATE_CHECK(iso) != ISO_OK) return NULL;
   if (transfer == NULL && ntransfer != 0)
     return ISOLATE_FAIL_NULL(ISO_ERR_ARGUMENT,
                              "iso_structured_clone: transfer is NULL but "
                              "ntransfer is %zu",
                              ntransfer);
-  clone_scratch *s = clone_scratch_acquire();
+  isolate_clone_scratch *s = isolate_clone_scratch_acquire();
   if (s == NULL) return NULL;
   /* The bytes never leave the thread: write them into the scratch buffer
    * and read them back from there. The message on the stack only carries
@@ -331,18 +329,18 @@ iso_handle iso_structured_clone(iso_isolate *iso, iso_value v,
   memset(&msg, 0, sizeof msg);
   iso_clone_writer w = {s->buf, 0, s->buf_cap, NULL, false};
   iso_handle h = NULL;
-  iso_status st = clone_serialize(iso, s, &w, v, transfer, ntransfer, NULL,
-                                  &msg, "iso_structured_clone");
+  iso_status st = isolate_clone_serialize(iso, s, &w, v, transfer, ntransfer,
+                                          NULL, &msg, "iso_structured_clone");
   s->buf = w.buf;
   s->buf_cap = w.cap;
   if (st == ISO_OK) {
     msg.data = w.buf;
     msg.size = w.len;
-    h = clone_deserialize(iso, s, &msg, NULL, "iso_structured_clone");
+    h = isolate_clone_deserialize(iso, s, &msg, NULL, "iso_structured_clone");
     /* On failure (out of memory), transferred stores die with the
      * message, as they would with a message that is never received. */
-    clone_message_release_tables(&msg);
+    isolate_clone_message_release_tables(&msg);
   }
-  clone_scratch_release(s);
+  isolate_clone_scratch_release(s);
   return h;
 }

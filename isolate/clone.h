@@ -31,19 +31,19 @@ enum {
   CLONE_TAG_NULL = '0',
   CLONE_TAG_FALSE = 'F',
   CLONE_TAG_TRUE = 'T',
-  CLONE_TAG_INT = 'I',       /* zigzag varint */
-  CLONE_TAG_DOUBLE = 'N',    /* 8 bytes, little-endian IEEE 754 */
-  CLONE_TAG_STRING = 'S',    /* varint length, UTF-8 bytes */
-  CLONE_TAG_ARRAY = 'A',     /* varint length, elements */
-  CLONE_TAG_MAP = 'M',       /* varint size, key/value pairs */
-  CLONE_TAG_RECORD = 'R',    /* type, slots, raw size, raw, slot values */
-  CLONE_TAG_BUFFER = 'B',    /* varint length, bytes (a copy) */
-  CLONE_TAG_TRANSFER = 'b',  /* varint index in the transfer table */
-  CLONE_TAG_SHARED = 'H',    /* varint index in the shared table */
-  CLONE_TAG_VIEW = 'V',      /* type, offset, length, then its buffer */
-  CLONE_TAG_PORT = 'P',      /* varint index in the port table */
-  CLONE_TAG_HOST = 'X',      /* 4-byte length, the delegate's bytes */
-  CLONE_TAG_BACKREF = '^',   /* varint object id */
+  CLONE_TAG_INT = 'I',      /* zigzag varint */
+  CLONE_TAG_DOUBLE = 'N',   /* 8 bytes, little-endian IEEE 754 */
+  CLONE_TAG_STRING = 'S',   /* varint length, UTF-8 bytes */
+  CLONE_TAG_ARRAY = 'A',    /* varint length, elements */
+  CLONE_TAG_MAP = 'M',      /* varint size, key/value pairs */
+  CLONE_TAG_RECORD = 'R',   /* type, slots, raw size, raw, slot values */
+  CLONE_TAG_BUFFER = 'B',   /* varint length, bytes (a copy) */
+  CLONE_TAG_TRANSFER = 'b', /* varint index in the transfer table */
+  CLONE_TAG_SHARED = 'H',   /* varint index in the shared table */
+  CLONE_TAG_VIEW = 'V',     /* type, offset, length, then its buffer */
+  CLONE_TAG_PORT = 'P',     /* varint index in the port table */
+  CLONE_TAG_HOST = 'X',     /* 4-byte length, the delegate's bytes */
+  CLONE_TAG_BACKREF = '^',  /* varint object id */
 };
 
 /* Strings of this many bytes or more get an object id (so a long string
@@ -60,8 +60,11 @@ enum {
 #define CLONE_OBJECTS_MAX ((uint64_t)1 << 30)
 
 /* Messages of this many bytes or more are rebuilt straight in the old
- * generation: their objects would survive a scavenge or two anyway. */
+ * generation: their objects would survive a scavenge or two anyway. (The
+ * fuzz target lowers it, to reach that path with small inputs.) */
+#ifndef CLONE_PRETENURE_BYTES
 #define CLONE_PRETENURE_BYTES ((size_t)256 * 1024)
+#endif
 
 /* ---- shared stores (SharedArrayBuffer bytes) ---- */
 
@@ -103,9 +106,10 @@ static inline bool isolate_buffer_detached(iso_value ab) {
   return e == NULL || e->detached;
 }
 
-/* An ArrayBuffer that adopts a store moved out of another buffer (see
- * gc_extern_steal). NULL on failure; then the store is still the
- * caller's. May allocate. */
+/* An ArrayBuffer that adopts a store: one moved out of another buffer
+ * (gc_extern_steal), or malloc'd bytes (free_cb NULL and not external:
+ * the heap frees them with free()). NULL on failure; then the store is
+ * still the caller's. May allocate. */
 iso_handle isolate_array_buffer_adopt(iso_isolate *iso, const gc_extern *s);
 
 /* A view over buffer (an ArrayBuffer or SharedArrayBuffer) that the caller
@@ -122,17 +126,17 @@ size_t isolate_buffer_length(iso_value buffer);
 /* ---- messages ---- */
 
 /* An ArrayBuffer store moved into a message by a transfer. */
-typedef struct clone_moved {
-  gc_extern store;   /* data, length, free_cb, ctx, external */
-  iso_handle lent;   /* deserializing: the buffer now holding the store */
-  uint8_t state;     /* CLONE_ENTRY_* */
-} clone_moved;
+typedef struct isolate_clone_moved {
+  gc_extern store; /* data, length, free_cb, ctx, external */
+  iso_handle lent; /* deserializing: the buffer now holding the store */
+  uint8_t state;   /* CLONE_ENTRY_* */
+} isolate_clone_moved;
 
-typedef struct clone_port_entry {
+typedef struct isolate_clone_port_entry {
   iso_port *port;
   iso_handle lent; /* deserializing: the port value now owning it */
   uint8_t state;
-} clone_port_entry;
+} isolate_clone_port_entry;
 
 enum {
   CLONE_ENTRY_OWNED = 0, /* the message owns it; freed with the message */
@@ -145,11 +149,11 @@ enum {
 struct iso_message {
   uint8_t *data;
   size_t size;
-  clone_moved *moved; /* transferred ArrayBuffer stores */
+  isolate_clone_moved *moved; /* transferred ArrayBuffer stores */
   uint32_t nmoved;
   uint32_t nshared;
   isolate_shared_store **shared; /* one reference each */
-  clone_port_entry *ports;
+  isolate_clone_port_entry *ports;
   uint32_t nports;
   /* Room for the port queue's link while the message is queued
    * (threads/port.c); clone code never touches it. */
@@ -165,8 +169,8 @@ struct iso_message {
 struct iso_clone_writer {
   uint8_t *buf;
   size_t len, cap;
-  uint8_t *initial;   /* storage to leave alone when growing */
-  bool failed;        /* a growth failed: the bytes are incomplete */
+  uint8_t *initial; /* storage to leave alone when growing */
+  bool failed;      /* a growth failed: the bytes are incomplete */
 };
 
 /* The bytes a delegate's read_host may read: [pos, end). */
@@ -176,88 +180,88 @@ struct iso_clone_reader {
 };
 
 /* Makes room for n more bytes; false (and failed set) when malloc fails. */
-bool clone_writer_grow(iso_clone_writer *w, size_t n);
-static inline bool clone_writer_reserve(iso_clone_writer *w, size_t n) {
-  return w->cap - w->len >= n || clone_writer_grow(w, n);
+bool isolate_clone_writer_grow(iso_clone_writer *w, size_t n);
+static inline bool isolate_clone_writer_reserve(iso_clone_writer *w, size_t n) {
+  return w->cap - w->len >= n || isolate_clone_writer_grow(w, n);
 }
 
 /* ---- per-thread scratch ---- */
 
 /* An identity table entry: key an object address, val an object id or a
  * pending transfer (see clone_write.c), gen the clone it belongs to. */
-typedef struct clone_slot {
+typedef struct isolate_clone_slot {
   uint64_t key;
   uint32_t val;
   uint32_t gen;
-} clone_slot;
+} isolate_clone_slot;
 
 /* A container the serializer is writing: children [i, n) are to come.
  * Maps count keys and values (n = 2 * size); for them cursor is the
  * iso_map_next cursor, and key/pend the entry in progress (its value is
  * written after its key). */
-typedef struct clone_wframe {
+typedef struct isolate_clone_wframe {
   iso_value obj;
   uint64_t i, n;
   size_t cursor;
   iso_value key, pend;
-} clone_wframe;
+} isolate_clone_wframe;
 
 /* A container the deserializer is filling: children [i, n) are to come.
  * obj is a handle (the container's id handle); key roots a map's pending
  * key. kind is a GC_TYPE_*. */
-typedef struct clone_rframe {
+typedef struct isolate_clone_rframe {
   iso_handle obj;
   iso_handle key;
   uint64_t i, n;
   uint32_t kind;
-} clone_rframe;
+} isolate_clone_rframe;
 
 /* Reused from clone to clone on one thread, so cloning a small value
  * mallocs nothing. A clone that finds the thread's scratch busy (a
  * delegate cloning from inside a clone) gets a private one. */
-typedef struct clone_scratch {
+typedef struct isolate_clone_scratch {
   bool busy;
   /* serializer */
-  clone_slot *table;
+  isolate_clone_slot *table;
   size_t table_mask; /* capacity - 1; capacity a power of two */
   size_t table_count;
   uint32_t gen;
-  clone_wframe *wstack;
+  isolate_clone_wframe *wstack;
   size_t wcap;
   isolate_shared_store **shared;
   size_t nshared, shared_cap;
   uint8_t *buf; /* bytes of an in-process clone */
   size_t buf_cap;
   /* deserializer */
-  clone_rframe *rstack;
+  isolate_clone_rframe *rstack;
   size_t rcap;
   iso_handle *ids;
   size_t ids_cap;
   size_t size_hint; /* size of this thread's last message */
-} clone_scratch;
+} isolate_clone_scratch;
 
-clone_scratch *clone_scratch_acquire(void);
-void clone_scratch_release(clone_scratch *s);
+isolate_clone_scratch *isolate_clone_scratch_acquire(void);
+void isolate_clone_scratch_release(isolate_clone_scratch *s);
 /* Grows an array of elements of size elem to hold at least need; false
  * on malloc failure (the array is unchanged). */
-bool clone_grow(void **array, size_t *cap, size_t need, size_t elem);
+bool isolate_clone_grow(void **array, size_t *cap, size_t need, size_t elem);
 
 /* ---- the two halves ---- */
 
 /* Serializes v into w and fills msg's tables; on error nothing was
  * detached and msg's tables are empty. fn names the public function for
  * error messages. */
-iso_status clone_serialize(iso_isolate *iso, clone_scratch *s,
-                           iso_clone_writer *w, iso_value v,
-                           const iso_value *transfer, size_t ntransfer,
-                           const iso_clone_delegate *delegate,
-                           iso_message *msg, const char *fn);
+iso_status isolate_clone_serialize(iso_isolate *iso, isolate_clone_scratch *s,
+                                   iso_clone_writer *w, iso_value v,
+                                   const iso_value *transfer, size_t ntransfer,
+                                   const iso_clone_delegate *delegate,
+                                   iso_message *msg, const char *fn);
 /* Rebuilds msg in iso; on error the message is as it was. */
-iso_handle clone_deserialize(iso_isolate *iso, clone_scratch *s,
-                             iso_message *msg,
-                             const iso_clone_delegate *delegate,
-                             const char *fn);
+iso_handle isolate_clone_deserialize(iso_isolate *iso, isolate_clone_scratch *s,
+                                     iso_message *msg,
+                                     const iso_clone_delegate *delegate,
+                                     const char *fn);
 /* Releases everything msg's tables still own and empties them. */
-void clone_message_release_tables(iso_message *msg);
+void isolate_clone_message_release_tables(iso_message *msg);
 
 #endif /* ISOLATE_CLONE_H */

@@ -37,7 +37,7 @@
 
 typedef struct rstate {
   iso_isolate *iso;
-  clone_scratch *s;
+  isolate_clone_scratch *s;
   iso_message *msg;
   const iso_clone_delegate *delegate;
   const char *fn;
@@ -46,6 +46,8 @@ typedef struct rstate {
   size_t sp;        /* frames in s->rstack */
   size_t nids, declared_ids;
   iso_handle root;
+  uint64_t last_type; /* the record type looked up last (0: none) */
+  const gc_type *last_desc;
   bool old; /* pretenure */
 } rstate;
 
@@ -230,13 +232,13 @@ static inline void store(iso_isolate *iso, iso_value host, size_t i,
 
 /* Gives the next id to the object in h (a handle of this clone's scope). */
 static inline bool id_handle(rstate *st, iso_handle h, const uint8_t *at) {
-  clone_scratch *s = st->s;
+  isolate_clone_scratch *s = st->s;
   if (ISO_UNLIKELY(st->nids >= st->declared_ids))
     return bad(st, at, "more objects than the header declares (%zu)",
                st->declared_ids);
   if (ISO_UNLIKELY(st->nids == s->ids_cap) &&
-      !clone_grow((void **)&s->ids, &s->ids_cap, st->nids + 1,
-                  sizeof *s->ids))
+      !isolate_clone_grow((void **)&s->ids, &s->ids_cap, st->nids + 1,
+                          sizeof *s->ids))
     return oom(st);
   s->ids[st->nids++] = h;
   return true;
@@ -254,30 +256,30 @@ static inline bool deliver(rstate *st, iso_value v) {
     iso_handle_set(st->root, v);
     return true;
   }
-  clone_rframe *f = &st->s->rstack[st->sp - 1];
+  isolate_clone_rframe *f = &st->s->rstack[st->sp - 1];
   uint64_t i = f->i++;
   switch (f->kind) {
-  case GC_TYPE_ARRAY:
-    store(st->iso, gc_slot_load(iso_get(f->obj), 0), i, v);
-    return true;
-  case GC_TYPE_MAP:
-    if ((i & 1) == 0) {
-      iso_handle_set(f->key, v);
+    case GC_TYPE_ARRAY:
+      store(st->iso, gc_slot_load(iso_get(f->obj), 0), i, v);
       return true;
-    }
-    /* iso_map_set keeps its arguments alive across its allocation. */
-    return iso_map_set(st->iso, iso_get(f->obj), iso_get(f->key), v) ==
-           ISO_OK;
-  default:
-    store(st->iso, iso_get(f->obj), i, v);
-    return true;
+    case GC_TYPE_MAP:
+      if ((i & 1) == 0) {
+        iso_handle_set(f->key, v);
+        return true;
+      }
+      /* iso_map_set keeps its arguments alive across its allocation. */
+      return iso_map_set(st->iso, iso_get(f->obj), iso_get(f->key), v) ==
+             ISO_OK;
+    default:
+      store(st->iso, iso_get(f->obj), i, v);
+      return true;
   }
 }
 
 /* Declares n more children (n already checked to fit the limits of its
  * kind) and pushes their frame. */
-static bool push(rstate *st, iso_handle obj, uint32_t kind, uint64_t n,
-                 const uint8_t *at) {
+static inline bool push(rstate *st, iso_handle obj, uint32_t kind, uint64_t n,
+                        const uint8_t *at) {
   if (!fits(st, n))
     return bad(st, at,
                "%llu children declared, but only %zu bytes left for %llu "
@@ -285,17 +287,17 @@ static bool push(rstate *st, iso_handle obj, uint32_t kind, uint64_t n,
                (unsigned long long)n, left(st),
                (unsigned long long)(st->pending + n));
   st->pending += n;
-  clone_scratch *s = st->s;
+  isolate_clone_scratch *s = st->s;
   if (ISO_UNLIKELY(st->sp == s->rcap) &&
-      !clone_grow((void **)&s->rstack, &s->rcap, st->sp + 1,
-                  sizeof *s->rstack))
+      !isolate_clone_grow((void **)&s->rstack, &s->rcap, st->sp + 1,
+                          sizeof *s->rstack))
     return oom(st);
   iso_handle key = NULL;
   if (kind == GC_TYPE_MAP) {
     key = iso_handle_new(st->iso, ISO_UNDEFINED);
     if (key == NULL) return false;
   }
-  s->rstack[st->sp++] = (clone_rframe){obj, key, 0, n, kind};
+  s->rstack[st->sp++] = (isolate_clone_rframe){obj, key, 0, n, kind};
   return true;
 }
 
@@ -312,8 +314,7 @@ static bool read_string(rstate *st, const uint8_t *at) {
                (unsigned long long)n);
   const uint8_t *src = st->pos;
   size_t fault = utf8_fault(src, (size_t)n);
-  if (fault)
-    return bad(st, src + fault - 1, "invalid UTF-8 in a string");
+  if (fault) return bad(st, src + fault - 1, "invalid UTF-8 in a string");
   iso_value v = new_string(st, src, (size_t)n);
   if (v == 0) return false;
   st->pos += n;
@@ -321,22 +322,26 @@ static bool read_string(rstate *st, const uint8_t *at) {
   return deliver(st, v);
 }
 
+/* The number d: a small integer when one can hold it (the invariant of
+ * isolate/value.c, whatever the sender wrote), else a new double. 0 on
+ * failure. May allocate. */
+static inline iso_value make_number(rstate *st, double d) {
+  if (d >= -4611686018427387904.0 && d < 4611686018427387904.0) {
+    int64_t n = (int64_t)d;
+    if ((double)n == d && !(n == 0 && __builtin_signbit(d))) return iso_smi(n);
+  }
+  iso_value v = new_object(st, GC_TYPE_DOUBLE, 16);
+  if (v != 0) memcpy(gc_slots(v), &d, 8);
+  return v;
+}
+
 static bool read_double(rstate *st, const uint8_t *at) {
   if (left(st) < 8) return bad(st, at, "truncated double");
   double d;
   memcpy(&d, st->pos, 8);
   st->pos += 8;
-  /* Numbers that a small integer can hold are small integers (the
-   * invariant of isolate/value.c), whatever the sender wrote. */
-  if (d >= -4611686018427387904.0 && d < 4611686018427387904.0) {
-    int64_t n = (int64_t)d;
-    if ((double)n == d && !(n == 0 && __builtin_signbit(d)))
-      return deliver(st, iso_smi(n));
-  }
-  iso_value v = new_object(st, GC_TYPE_DOUBLE, 16);
-  if (v == 0) return false;
-  memcpy(gc_slots(v), &d, 8);
-  return deliver(st, v);
+  iso_value v = make_number(st, d);
+  return v != 0 && deliver(st, v);
 }
 
 static bool read_array(rstate *st, const uint8_t *at) {
@@ -383,9 +388,17 @@ static bool read_record(rstate *st, const uint8_t *at) {
   uint64_t type, slots, raw;
   if (!varint(st, &type) || !varint(st, &slots) || !varint(st, &raw))
     return false;
-  const gc_type *ty = type >= GC_TYPE_FIRST_USER && type < GC_MAX_TYPES
-                          ? isolate_type(st->iso->rt, (uint32_t)type)
-                          : NULL;
+  /* Records of one type tend to come in runs: remember the last one. */
+  const gc_type *ty = st->last_desc;
+  if (type != st->last_type) {
+    ty = type >= GC_TYPE_FIRST_USER && type < GC_MAX_TYPES
+             ? isolate_type(st->iso->rt, (uint32_t)type)
+             : NULL;
+    if (ty != NULL && ty->kind == ISO_KIND_RECORD) {
+      st->last_type = type;
+      st->last_desc = ty;
+    }
+  }
   if (ty == NULL || ty->kind != ISO_KIND_RECORD)
     return bad(st, at, "type id %llu is not a registered record type",
                (unsigned long long)type);
@@ -396,10 +409,10 @@ static bool read_record(rstate *st, const uint8_t *at) {
                ty->name, ty->slot_count, ty->raw_size,
                (unsigned long long)slots, (unsigned long long)raw);
   if (!fits(st, raw + slots))
-    return bad(st, at, "%llu raw bytes and %llu slots, but only %zu bytes "
-                       "left",
-               (unsigned long long)raw, (unsigned long long)slots,
-               left(st));
+    return bad(st, at,
+               "%llu raw bytes and %llu slots, but only %zu bytes "
+               "left",
+               (unsigned long long)raw, (unsigned long long)slots, left(st));
   size_t bytes = 8 + 8 * (size_t)slots + (((size_t)raw + 7) & ~(size_t)7);
   iso_value r = new_object(st, (uint32_t)type, bytes);
   if (r == 0) return false;
@@ -424,52 +437,70 @@ static bool read_buffer(rstate *st, uint8_t tag, const uint8_t *at,
   iso_handle h;
   if (!varint(st, &n)) return false;
   switch (tag) {
-  case CLONE_TAG_BUFFER:
-    if (n > left(st))
-      return bad(st, at, "an ArrayBuffer of %llu bytes, but only %zu left",
-                 (unsigned long long)n, left(st));
-    h = iso_array_buffer_new(st->iso, (size_t)n);
-    if (h == NULL) return false;
-    if (n) memcpy(iso_array_buffer_data(iso_get(h)), st->pos, (size_t)n);
-    st->pos += n;
-    break;
-  case CLONE_TAG_TRANSFER: {
-    if (n >= msg->nmoved)
-      return bad(st, at, "transferred buffer %llu of %u",
-                 (unsigned long long)n, msg->nmoved);
-    clone_moved *mv = &msg->moved[n];
-    if (mv->state != CLONE_ENTRY_OWNED)
-      return bad(st, at, "transferred buffer %llu used twice",
-                 (unsigned long long)n);
-    h = isolate_array_buffer_adopt(st->iso, &mv->store);
-    if (h == NULL) return false;
-    mv->state = CLONE_ENTRY_LENT;
-    mv->lent = h;
-    break;
-  }
-  case CLONE_TAG_SHARED: {
-    if (n >= msg->nshared)
-      return bad(st, at, "shared buffer %llu of %u", (unsigned long long)n,
-                 msg->nshared);
-    isolate_shared_store *s = msg->shared[n];
-    isolate_shared_store_retain(s); /* the new object's reference */
-    h = isolate_shared_array_buffer_wrap(st->iso, s);
-    if (h == NULL) {
-      isolate_shared_store_release(s);
-      return false;
+    case CLONE_TAG_BUFFER:
+      if (n > left(st))
+        return bad(st, at, "an ArrayBuffer of %llu bytes, but only %zu left",
+                   (unsigned long long)n, left(st));
+      {
+        /* malloc, not calloc: every byte is written at once. The heap frees
+         * a store without callback that is not external with free(). */
+        gc_extern store = {0};
+        if (n != 0) {
+          store.data = malloc((size_t)n);
+          if (store.data == NULL) {
+            isolate_fail(ISO_ERR_OUT_OF_MEMORY,
+                         "%s: out of memory for an ArrayBuffer of %llu bytes",
+                         st->fn, (unsigned long long)n);
+            return false;
+          }
+          memcpy(store.data, st->pos, (size_t)n);
+          store.length = (size_t)n;
+        }
+        h = isolate_array_buffer_adopt(st->iso, &store);
+        if (h == NULL) {
+          free(store.data);
+          return false;
+        }
+        st->pos += n;
+        break;
+      }
+    case CLONE_TAG_TRANSFER: {
+      if (n >= msg->nmoved)
+        return bad(st, at, "transferred buffer %llu of %u",
+                   (unsigned long long)n, msg->nmoved);
+      isolate_clone_moved *mv = &msg->moved[n];
+      if (mv->state != CLONE_ENTRY_OWNED)
+        return bad(st, at, "transferred buffer %llu used twice",
+                   (unsigned long long)n);
+      h = isolate_array_buffer_adopt(st->iso, &mv->store);
+      if (h == NULL) return false;
+      mv->state = CLONE_ENTRY_LENT;
+      mv->lent = h;
+      break;
     }
-    break;
-  }
-  default: /* CLONE_TAG_BACKREF */
-    if (n >= st->nids)
-      return bad(st, at, "back-reference to object %llu of %zu",
-                 (unsigned long long)n, st->nids);
-    *out = iso_get(st->s->ids[n]);
-    if (!gc_is_kind(*out, GC_TYPE_ARRAY_BUFFER) &&
-        !gc_is_kind(*out, GC_TYPE_SHARED_ARRAY_BUFFER))
-      return bad(st, at, "a view over object %llu, a %s",
-                 (unsigned long long)n, iso_kind_name(iso_kind_of(*out)));
-    return true;
+    case CLONE_TAG_SHARED: {
+      if (n >= msg->nshared)
+        return bad(st, at, "shared buffer %llu of %u", (unsigned long long)n,
+                   msg->nshared);
+      isolate_shared_store *s = msg->shared[n];
+      isolate_shared_store_retain(s); /* the new object's reference */
+      h = isolate_shared_array_buffer_wrap(st->iso, s);
+      if (h == NULL) {
+        isolate_shared_store_release(s);
+        return false;
+      }
+      break;
+    }
+    default: /* CLONE_TAG_BACKREF */
+      if (n >= st->nids)
+        return bad(st, at, "back-reference to object %llu of %zu",
+                   (unsigned long long)n, st->nids);
+      *out = iso_get(st->s->ids[n]);
+      if (!gc_is_kind(*out, GC_TYPE_ARRAY_BUFFER) &&
+          !gc_is_kind(*out, GC_TYPE_SHARED_ARRAY_BUFFER))
+        return bad(st, at, "a view over object %llu, a %s",
+                   (unsigned long long)n, iso_kind_name(iso_kind_of(*out)));
+      return true;
   }
   if (!id_handle(st, h, at)) return false;
   *out = iso_get(h);
@@ -480,8 +511,8 @@ static bool read_view(rstate *st, const uint8_t *at) {
   uint64_t type, offset, length;
   if (!varint(st, &type) || !varint(st, &offset) || !varint(st, &length))
     return false;
-  size_t es = type <= 0xff ? isolate_typed_array_element_size((uint32_t)type)
-                           : 0;
+  size_t es =
+      type <= 0xff ? isolate_typed_array_element_size((uint32_t)type) : 0;
   if (es == 0)
     return bad(st, at, "%llu is not a view type", (unsigned long long)type);
   const uint8_t *bat = st->pos;
@@ -502,8 +533,8 @@ static bool read_view(rstate *st, const uint8_t *at) {
                "not fit its buffer of %llu bytes",
                (unsigned long long)length, es, (unsigned long long)offset,
                (unsigned long long)blen);
-  iso_handle h = isolate_typed_array_make(st->iso, (uint32_t)type, buf,
-                                          offset, length, st->old);
+  iso_handle h = isolate_typed_array_make(st->iso, (uint32_t)type, buf, offset,
+                                          length, st->old);
   if (h == NULL || !id_handle(st, h, at)) return false;
   return deliver(st, iso_get(h));
 }
@@ -513,9 +544,8 @@ static bool read_port(rstate *st, const uint8_t *at) {
   uint64_t n;
   if (!varint(st, &n)) return false;
   if (n >= msg->nports)
-    return bad(st, at, "port %llu of %u", (unsigned long long)n,
-               msg->nports);
-  clone_port_entry *pe = &msg->ports[n];
+    return bad(st, at, "port %llu of %u", (unsigned long long)n, msg->nports);
+  isolate_clone_port_entry *pe = &msg->ports[n];
   if (pe->state != CLONE_ENTRY_OWNED || pe->port == NULL)
     return bad(st, at, "port %llu used twice", (unsigned long long)n);
   iso_handle h = iso_port_to_value(st->iso, pe->port);
@@ -561,54 +591,67 @@ static bool read_value(rstate *st) {
   uint64_t n;
   iso_value v;
   switch (tag) {
-  case CLONE_TAG_UNDEFINED: return deliver(st, ISO_UNDEFINED);
-  case CLONE_TAG_NULL: return deliver(st, ISO_NULL);
-  case CLONE_TAG_FALSE: return deliver(st, ISO_FALSE);
-  case CLONE_TAG_TRUE: return deliver(st, ISO_TRUE);
-  case CLONE_TAG_INT: {
-    if (!varint(st, &n)) return false;
-    int64_t x = (int64_t)(n >> 1) ^ -(int64_t)(n & 1);
-    if (x < ISO_SMI_MIN || x > ISO_SMI_MAX)
-      return bad(st, at, "integer %lld is out of the small integer range",
-                 (long long)x);
-    return deliver(st, iso_smi(x));
-  }
-  case CLONE_TAG_DOUBLE: return read_double(st, at);
-  case CLONE_TAG_STRING: return read_string(st, at);
-  case CLONE_TAG_ARRAY: return read_array(st, at);
-  case CLONE_TAG_MAP: return read_map(st, at);
-  case CLONE_TAG_RECORD: return read_record(st, at);
-  case CLONE_TAG_BUFFER:
-  case CLONE_TAG_TRANSFER:
-  case CLONE_TAG_SHARED:
-    return read_buffer(st, tag, at, &v) && deliver(st, v);
-  case CLONE_TAG_VIEW: return read_view(st, at);
-  case CLONE_TAG_PORT: return read_port(st, at);
-  case CLONE_TAG_HOST: return read_host(st, at);
-  case CLONE_TAG_BACKREF:
-    if (!varint(st, &n)) return false;
-    if (n >= st->nids)
-      return bad(st, at, "back-reference to object %llu of %zu",
-                 (unsigned long long)n, st->nids);
-    return deliver(st, iso_get(st->s->ids[n]));
-  default: return bad(st, at, "unknown tag 0x%02x", tag);
+    case CLONE_TAG_UNDEFINED:
+      return deliver(st, ISO_UNDEFINED);
+    case CLONE_TAG_NULL:
+      return deliver(st, ISO_NULL);
+    case CLONE_TAG_FALSE:
+      return deliver(st, ISO_FALSE);
+    case CLONE_TAG_TRUE:
+      return deliver(st, ISO_TRUE);
+    case CLONE_TAG_INT: {
+      if (!varint(st, &n)) return false;
+      int64_t x = (int64_t)(n >> 1) ^ -(int64_t)(n & 1);
+      if (x < ISO_SMI_MIN || x > ISO_SMI_MAX)
+        return bad(st, at, "integer %lld is out of the small integer range",
+                   (long long)x);
+      return deliver(st, iso_smi(x));
+    }
+    case CLONE_TAG_DOUBLE:
+      return read_double(st, at);
+    case CLONE_TAG_STRING:
+      return read_string(st, at);
+    case CLONE_TAG_ARRAY:
+      return read_array(st, at);
+    case CLONE_TAG_MAP:
+      return read_map(st, at);
+    case CLONE_TAG_RECORD:
+      return read_record(st, at);
+    case CLONE_TAG_BUFFER:
+    case CLONE_TAG_TRANSFER:
+    case CLONE_TAG_SHARED:
+      return read_buffer(st, tag, at, &v) && deliver(st, v);
+    case CLONE_TAG_VIEW:
+      return read_view(st, at);
+    case CLONE_TAG_PORT:
+      return read_port(st, at);
+    case CLONE_TAG_HOST:
+      return read_host(st, at);
+    case CLONE_TAG_BACKREF:
+      if (!varint(st, &n)) return false;
+      if (n >= st->nids)
+        return bad(st, at, "back-reference to object %llu of %zu",
+                   (unsigned long long)n, st->nids);
+      return deliver(st, iso_get(st->s->ids[n]));
+    default:
+      return bad(st, at, "unknown tag 0x%02x", tag);
   }
 }
 
 /* Where the children of an array or record frame go: the elements or
  * the record itself. Re-read after anything that may have collected. */
-static inline iso_value frame_host(const clone_rframe *f) {
+static inline iso_value frame_host(const isolate_clone_rframe *f) {
   iso_value obj = iso_get(f->obj);
   return f->kind == GC_TYPE_ARRAY ? gc_slot_load(obj, 0) : obj;
 }
 
 static bool read_all(rstate *st) {
   if (!read_value(st)) return false;
-  clone_scratch *s = st->s;
+  isolate_clone_scratch *s = st->s;
   iso_isolate *iso = st->iso;
   while (st->sp > 0) {
     size_t top = st->sp - 1;
-    clone_rframe *f = &s->rstack[top];
+    isolate_clone_rframe *f = &s->rstack[top];
     if (f->i == f->n) {
       st->sp--;
       continue;
@@ -627,28 +670,57 @@ static bool read_all(rstate *st) {
       iso_value v;
       if (ISO_UNLIKELY(p == st->end)) goto general; /* reports it */
       switch (*p) {
-      case CLONE_TAG_UNDEFINED: v = ISO_UNDEFINED; goto leaf1;
-      case CLONE_TAG_NULL: v = ISO_NULL; goto leaf1;
-      case CLONE_TAG_FALSE: v = ISO_FALSE; goto leaf1;
-      case CLONE_TAG_TRUE: v = ISO_TRUE; goto leaf1;
-      case CLONE_TAG_INT:
-        if (st->end - p < 2 || p[1] >= 0x80) goto general;
-        v = iso_smi((int64_t)(p[1] >> 1) ^ -(int64_t)(p[1] & 1));
-        st->pos = p + 2;
-        goto store;
-      case CLONE_TAG_STRING: {
-        size_t len;
-        if (st->end - p < 2 || (len = p[1]) >= CLONE_STRING_ID_MIN ||
-            (size_t)(st->end - p - 2) < len || !utf8_ok(p + 2, len))
+        case CLONE_TAG_UNDEFINED:
+          v = ISO_UNDEFINED;
+          goto leaf1;
+        case CLONE_TAG_NULL:
+          v = ISO_NULL;
+          goto leaf1;
+        case CLONE_TAG_FALSE:
+          v = ISO_FALSE;
+          goto leaf1;
+        case CLONE_TAG_TRUE:
+          v = ISO_TRUE;
+          goto leaf1;
+        case CLONE_TAG_INT: {
+          uint64_t z;
+          st->pos = p + 1;
+          if (!varint(st, &z)) return false;
+          int64_t x = (int64_t)(z >> 1) ^ -(int64_t)(z & 1);
+          if (x < ISO_SMI_MIN || x > ISO_SMI_MAX) {
+            st->pos = p; /* the general path reports it */
+            goto general;
+          }
+          v = iso_smi(x);
+          goto store;
+        }
+        case CLONE_TAG_DOUBLE: {
+          double d;
+          if (st->end - p < 9) goto general;
+          memcpy(&d, p + 1, 8);
+          st->pos = p + 9;
+          v = make_number(st, d);
+          if (v == 0) return false;
+          if (iso_is_ref(v)) { /* allocated: the host may have moved */
+            host = frame_host(f);
+            young = (gc_page_of(gc_obj(host))->flags & GC_PAGE_YOUNG) != 0;
+          }
+          goto store;
+        }
+        case CLONE_TAG_STRING: {
+          size_t len;
+          if (st->end - p < 2 || (len = p[1]) >= CLONE_STRING_ID_MIN ||
+              (size_t)(st->end - p - 2) < len || !utf8_ok(p + 2, len))
+            goto general;
+          v = new_string(st, p + 2, len);
+          if (v == 0) return false;
+          st->pos = p + 2 + len;
+          host = frame_host(f); /* the allocation may have moved it */
+          young = (gc_page_of(gc_obj(host))->flags & GC_PAGE_YOUNG) != 0;
+          goto store;
+        }
+        default:
           goto general;
-        v = new_string(st, p + 2, len);
-        if (v == 0) return false;
-        st->pos = p + 2 + len;
-        host = frame_host(f); /* the allocation may have moved it */
-        young = (gc_page_of(gc_obj(host))->flags & GC_PAGE_YOUNG) != 0;
-        goto store;
-      }
-      default: goto general;
       }
     leaf1:
       st->pos = p + 1;
@@ -680,7 +752,7 @@ static bool read_all(rstate *st) {
 static void take_back(rstate *st) {
   iso_message *msg = st->msg;
   for (uint32_t i = 0; i < msg->nmoved; i++) {
-    clone_moved *mv = &msg->moved[i];
+    isolate_clone_moved *mv = &msg->moved[i];
     if (mv->state != CLONE_ENTRY_LENT) continue;
     gc_extern *e = isolate_extern_of(iso_get(mv->lent));
     gc_extern back;
@@ -690,7 +762,7 @@ static void take_back(rstate *st) {
     mv->lent = NULL;
   }
   for (uint32_t i = 0; i < msg->nports; i++) {
-    clone_port_entry *pe = &msg->ports[i];
+    isolate_clone_port_entry *pe = &msg->ports[i];
     if (pe->state != CLONE_ENTRY_LENT) continue;
     iso_port *p = thr_port_take_from_value(st->iso, iso_get(pe->lent));
     /* Should the value refuse (nothing but this clone can touch it, so
@@ -713,10 +785,10 @@ static void give_away(iso_message *msg) {
     }
 }
 
-iso_handle clone_deserialize(iso_isolate *iso, clone_scratch *s,
-                             iso_message *msg,
-                             const iso_clone_delegate *delegate,
-                             const char *fn) {
+iso_handle isolate_clone_deserialize(iso_isolate *iso, isolate_clone_scratch *s,
+                                     iso_message *msg,
+                                     const iso_clone_delegate *delegate,
+                                     const char *fn) {
   rstate st;
   memset(&st, 0, sizeof st);
   st.iso = iso;
@@ -740,8 +812,9 @@ iso_handle clone_deserialize(iso_isolate *iso, clone_scratch *s,
     return NULL;
   }
   if (p[4] != CLONE_VERSION) {
-    bad(&st, p + 4, "format version %u is not supported (this reader "
-                    "knows version %u)",
+    bad(&st, p + 4,
+        "format version %u is not supported (this reader "
+        "knows version %u)",
         p[4], CLONE_VERSION);
     return NULL;
   }
@@ -767,8 +840,8 @@ iso_handle clone_deserialize(iso_isolate *iso, clone_scratch *s,
   if (ok && st.pos != st.end)
     ok = bad(&st, st.pos, "%zu bytes after the value", left(&st));
   if (ok && st.nids != st.declared_ids)
-    ok = bad(&st, st.end, "%zu objects, but the header declares %zu",
-             st.nids, st.declared_ids);
+    ok = bad(&st, st.end, "%zu objects, but the header declares %zu", st.nids,
+             st.declared_ids);
   if (ok) {
     give_away(msg);
     return iso_scope_escape(&scope, st.root);

@@ -65,7 +65,7 @@
 
 typedef struct wstate {
   iso_isolate *iso;
-  clone_scratch *s;
+  isolate_clone_scratch *s;
   iso_clone_writer *w;
   const iso_clone_delegate *delegate;
   const gc_type *types;
@@ -81,17 +81,22 @@ typedef struct wstate {
 
 /* Appends a printable rendering of a map key. */
 static int key_repr(char *out, size_t cap, iso_value k) {
-  if (iso_is_smi(k)) return snprintf(out, cap, "%lld",
-                                     (long long)iso_smi_value(k));
+  if (iso_is_smi(k))
+    return snprintf(out, cap, "%lld", (long long)iso_smi_value(k));
   switch (k) {
-  case ISO_UNDEFINED: return snprintf(out, cap, "undefined");
-  case ISO_NULL: return snprintf(out, cap, "null");
-  case ISO_TRUE: return snprintf(out, cap, "true");
-  case ISO_FALSE: return snprintf(out, cap, "false");
-  default: break;
+    case ISO_UNDEFINED:
+      return snprintf(out, cap, "undefined");
+    case ISO_NULL:
+      return snprintf(out, cap, "null");
+    case ISO_TRUE:
+      return snprintf(out, cap, "true");
+    case ISO_FALSE:
+      return snprintf(out, cap, "false");
+    default:
+      break;
   }
-  if (gc_is_kind(k, GC_TYPE_DOUBLE)) return snprintf(out, cap, "%g",
-                                                     iso_number_value(k));
+  if (gc_is_kind(k, GC_TYPE_DOUBLE))
+    return snprintf(out, cap, "%g", iso_number_value(k));
   if (gc_is_kind(k, GC_TYPE_STRING)) {
     const char *d = iso_string_data(k);
     size_t n = iso_string_length(k), i, o = 0;
@@ -107,8 +112,8 @@ static int key_repr(char *out, size_t cap, iso_value k) {
 }
 
 /* The part of the path that frame f adds: which child is being written. */
-static int frame_step(const wstate *st, const clone_wframe *f, char *out,
-                      size_t cap) {
+static int frame_step(const wstate *st, const isolate_clone_wframe *f,
+                      char *out, size_t cap) {
   uint64_t k = f->i - 1;
   uint32_t t = gc_type_id(f->obj);
   if (t == GC_TYPE_ARRAY)
@@ -128,7 +133,7 @@ static int frame_step(const wstate *st, const clone_wframe *f, char *out,
  * paths keep their first and last steps. */
 static void build_path(const wstate *st, char *out, size_t cap) {
   size_t n = (size_t)snprintf(out, cap, "value");
-  const clone_wframe *fr = st->s->wstack;
+  const isolate_clone_wframe *fr = st->s->wstack;
   size_t sp = st->sp, head = sp, tail_from = sp;
   if (sp > 20) {
     head = 8;
@@ -171,7 +176,7 @@ static inline size_t slot_index(uint64_t key, size_t mask) {
 }
 
 /* Starts a clone: an empty table, by moving to a new generation. */
-static bool table_begin(clone_scratch *s) {
+static bool table_begin(isolate_clone_scratch *s) {
   if (s->table == NULL) {
     s->table = calloc(TABLE_MIN_CAPACITY, sizeof *s->table);
     if (s->table == NULL) return false;
@@ -186,16 +191,16 @@ static bool table_begin(clone_scratch *s) {
   return true;
 }
 
-static bool table_grow(clone_scratch *s) {
+static bool table_grow(isolate_clone_scratch *s) {
   size_t cap = (s->table_mask + 1) * 2;
-  clone_slot *t = calloc(cap, sizeof *t);
+  isolate_clone_slot *t = calloc(cap, sizeof *t);
   if (t == NULL) return false;
   for (size_t i = 0; i <= s->table_mask; i++) {
-    clone_slot *o = &s->table[i];
+    isolate_clone_slot *o = &s->table[i];
     if (o->gen != s->gen) continue;
     size_t j = slot_index(o->key, cap - 1);
     while (t[j].gen != 0) j = (j + 1) & (cap - 1);
-    t[j] = (clone_slot){o->key, o->val, 1};
+    t[j] = (isolate_clone_slot){o->key, o->val, 1};
   }
   free(s->table);
   s->table = t;
@@ -206,15 +211,15 @@ static bool table_grow(clone_scratch *s) {
 
 /* The entry of object v: *found says whether it was there; a new entry
  * has val 0 for the caller to fill. NULL when the table cannot grow. */
-static inline clone_slot *table_find(clone_scratch *s, iso_value v,
-                                     bool *found) {
+static inline isolate_clone_slot *table_find(isolate_clone_scratch *s,
+                                             iso_value v, bool *found) {
   if (ISO_UNLIKELY((s->table_count + 1) * 2 > s->table_mask + 1) &&
       !table_grow(s))
     return NULL;
   size_t mask = s->table_mask, j = slot_index(v, mask);
   uint32_t gen = s->gen;
   for (;;) {
-    clone_slot *e = &s->table[j];
+    isolate_clone_slot *e = &s->table[j];
     if (e->gen != gen) {
       e->key = v;
       e->val = 0;
@@ -232,10 +237,11 @@ static inline clone_slot *table_find(clone_scratch *s, iso_value v,
 }
 
 /* Looks v up without inserting. */
-static bool table_has(const clone_scratch *s, iso_value v, uint32_t *val) {
+static bool table_has(const isolate_clone_scratch *s, iso_value v,
+                      uint32_t *val) {
   size_t mask = s->table_mask, j = slot_index(v, mask);
   for (;;) {
-    const clone_slot *e = &s->table[j];
+    const isolate_clone_slot *e = &s->table[j];
     if (e->gen != s->gen) return false;
     if (e->key == v) {
       *val = e->val;
@@ -268,12 +274,12 @@ static inline void put_tag_varint(iso_clone_writer *w, uint8_t tag,
 /* ---- values ---- */
 
 static inline bool push(wstate *st, iso_value obj, uint64_t n) {
-  clone_scratch *s = st->s;
+  isolate_clone_scratch *s = st->s;
   if (ISO_UNLIKELY(st->sp == s->wcap) &&
-      !clone_grow((void **)&s->wstack, &s->wcap, st->sp + 1,
-                  sizeof *s->wstack))
+      !isolate_clone_grow((void **)&s->wstack, &s->wcap, st->sp + 1,
+                          sizeof *s->wstack))
     return false;
-  clone_wframe *f = &s->wstack[st->sp++];
+  isolate_clone_wframe *f = &s->wstack[st->sp++];
   f->obj = obj;
   f->i = 0;
   f->n = n;
@@ -283,12 +289,13 @@ static inline bool push(wstate *st, iso_value obj, uint64_t n) {
   return true;
 }
 
-/* Handles the identity of object v: writes a back-reference and returns
- * true if it was written before; otherwise numbers it and returns false.
- * *val receives a pending transfer mark, if v was in the transfer list. */
+/* Handles the identity of object v: if it was written before, writes a
+ * back-reference and returns 1; otherwise numbers it and returns 0, with
+ * *val the pending transfer mark if v is in the transfer list (else 0).
+ * -1: out of memory; -2: too many objects. */
 static inline int identity(wstate *st, iso_value v, uint32_t *val) {
   bool found;
-  clone_slot *e = table_find(st->s, v, &found);
+  isolate_clone_slot *e = table_find(st->s, v, &found);
   if (e == NULL) return -1;
   *val = 0;
   if (found) {
@@ -334,8 +341,9 @@ static iso_status write_host(wstate *st, iso_value v, bool record) {
     w->len = mark;
     return ISO_ERR_TYPE;
   }
-  return fail(st, ISO_ERR_DATA_CLONE, "the delegate's write_host failed "
-                                      "with %s%s%s",
+  return fail(st, ISO_ERR_DATA_CLONE,
+              "the delegate's write_host failed "
+              "with %s%s%s",
               iso_status_name(r), iso_last_error()[0] ? ": " : "",
               iso_last_error());
 }
@@ -356,7 +364,7 @@ static iso_status write_view(wstate *st, iso_value v) {
   const gc_typed_array_raw *raw =
       (const gc_typed_array_raw *)(const void *)(gc_slots(v) + 1);
   iso_clone_writer *w = st->w;
-  if (!clone_writer_reserve(w, 31)) return oom(st);
+  if (!isolate_clone_writer_reserve(w, 31)) return oom(st);
   uint8_t *p = w->buf + w->len;
   *p++ = CLONE_TAG_VIEW;
   p = put_varint(p, raw->type);
@@ -366,7 +374,7 @@ static iso_status write_view(wstate *st, iso_value v) {
   iso_status r = write_value(st, buf);
   if (r != ISO_OK) return r;
   bool found;
-  clone_slot *e = table_find(st->s, v, &found);
+  isolate_clone_slot *e = table_find(st->s, v, &found);
   if (e == NULL) return oom(st);
   if (st->next_id >= CLONE_OBJECTS_MAX)
     return fail(st, ISO_ERR_DATA_CLONE, "more than 2^30 objects");
@@ -382,7 +390,7 @@ static iso_status write_record(wstate *st, iso_value v, uint32_t t) {
   uint32_t val;
   int id = identity(st, v, &val);
   if (id != 0)
-    return id > 0 ? ISO_OK
+    return id > 0     ? ISO_OK
            : id == -1 ? oom(st)
                       : fail(st, ISO_ERR_DATA_CLONE, "more than 2^30 objects");
   if (st->delegate != NULL && st->delegate->write_host != NULL) {
@@ -392,7 +400,7 @@ static iso_status write_record(wstate *st, iso_value v, uint32_t t) {
   }
   iso_clone_writer *w = st->w;
   size_t raw = ty->raw_size;
-  if (!clone_writer_reserve(w, 31 + raw)) return oom(st);
+  if (!isolate_clone_writer_reserve(w, 31 + raw)) return oom(st);
   uint8_t *p = w->buf + w->len;
   *p++ = CLONE_TAG_RECORD;
   p = put_varint(p, t);
@@ -411,7 +419,7 @@ static iso_status write_record(wstate *st, iso_value v, uint32_t t) {
  * frame for the children; ISO_OK or a reported error. */
 static iso_status write_value(wstate *st, iso_value v) {
   iso_clone_writer *w = st->w;
-  if (!clone_writer_reserve(w, 16)) return oom(st);
+  if (!isolate_clone_writer_reserve(w, 16)) return oom(st);
   if (iso_is_smi(v)) {
     int64_t n = iso_smi_value(v);
     put_tag_varint(w, CLONE_TAG_INT, ((uint64_t)n << 1) ^ (uint64_t)(n >> 63));
@@ -420,118 +428,130 @@ static iso_status write_value(wstate *st, iso_value v) {
   if (!iso_is_ref(v)) {
     uint8_t tag;
     switch (v) {
-    case ISO_UNDEFINED: tag = CLONE_TAG_UNDEFINED; break;
-    case ISO_NULL: tag = CLONE_TAG_NULL; break;
-    case ISO_FALSE: tag = CLONE_TAG_FALSE; break;
-    case ISO_TRUE: tag = CLONE_TAG_TRUE; break;
-    default:
-      return fail(st, ISO_ERR_DATA_CLONE, "0x%llx is not a value",
-                  (unsigned long long)v);
+      case ISO_UNDEFINED:
+        tag = CLONE_TAG_UNDEFINED;
+        break;
+      case ISO_NULL:
+        tag = CLONE_TAG_NULL;
+        break;
+      case ISO_FALSE:
+        tag = CLONE_TAG_FALSE;
+        break;
+      case ISO_TRUE:
+        tag = CLONE_TAG_TRUE;
+        break;
+      default:
+        return fail(st, ISO_ERR_DATA_CLONE, "0x%llx is not a value",
+                    (unsigned long long)v);
     }
     w->buf[w->len++] = tag;
     return ISO_OK;
   }
   uint64_t hdr = gc_header(v);
   if (ISO_UNLIKELY(gc_hdr_is_forward(hdr)))
-    return fail(st, ISO_ERR_DATA_CLONE, "a stale reference (the object "
-                                        "moved)");
+    return fail(st, ISO_ERR_DATA_CLONE,
+                "a stale reference (the object "
+                "moved)");
   uint32_t t = gc_hdr_type(hdr), val;
   int id;
   switch (t) {
-  case GC_TYPE_DOUBLE:
-    w->buf[w->len++] = CLONE_TAG_DOUBLE;
-    memcpy(w->buf + w->len, gc_slots(v), 8); /* little-endian hosts */
-    w->len += 8;
-    return ISO_OK;
+    case GC_TYPE_DOUBLE:
+      w->buf[w->len++] = CLONE_TAG_DOUBLE;
+      memcpy(w->buf + w->len, gc_slots(v), 8); /* little-endian hosts */
+      w->len += 8;
+      return ISO_OK;
 
-  case GC_TYPE_STRING: {
-    const gc_string_raw *raw = (const gc_string_raw *)(const void *)gc_slots(v);
-    size_t n = (size_t)raw->length;
-    if (n >= CLONE_STRING_ID_MIN) {
-      id = identity(st, v, &val);
-      if (id > 0) return ISO_OK;
-      if (id < 0) return id == -1 ? oom(st)
-                                  : fail(st, ISO_ERR_DATA_CLONE,
-                                         "more than 2^30 objects");
-    }
-    if (!clone_writer_reserve(w, 11 + n)) return oom(st);
-    put_tag_varint(w, CLONE_TAG_STRING, n);
-    memcpy(w->buf + w->len, raw + 1, n);
-    w->len += n;
-    return ISO_OK;
-  }
-
-  case GC_TYPE_ARRAY: {
-    id = identity(st, v, &val);
-    if (id != 0) break;
-    uint64_t n = (uint64_t)iso_smi_value(gc_slot_load(v, 1));
-    put_tag_varint(w, CLONE_TAG_ARRAY, n);
-    if (n == 0) return ISO_OK;
-    return push(st, v, n) ? ISO_OK : oom(st);
-  }
-
-  case GC_TYPE_MAP: {
-    id = identity(st, v, &val);
-    if (id != 0) break;
-    uint64_t n = (uint64_t)iso_map_size(v);
-    put_tag_varint(w, CLONE_TAG_MAP, n);
-    if (n == 0) return ISO_OK;
-    return push(st, v, 2 * n) ? ISO_OK : oom(st);
-  }
-
-  case GC_TYPE_ARRAY_BUFFER: {
-    id = identity(st, v, &val);
-    if (id != 0) break;
-    if ((val & VAL_TAG_MASK) == VAL_MOVE) {
-      put_tag_varint(w, CLONE_TAG_TRANSFER, val & VAL_INDEX_MASK);
+    case GC_TYPE_STRING: {
+      const gc_string_raw *raw =
+          (const gc_string_raw *)(const void *)gc_slots(v);
+      size_t n = (size_t)raw->length;
+      if (n >= CLONE_STRING_ID_MIN) {
+        id = identity(st, v, &val);
+        if (id > 0) return ISO_OK;
+        if (id < 0)
+          return id == -1
+                     ? oom(st)
+                     : fail(st, ISO_ERR_DATA_CLONE, "more than 2^30 objects");
+      }
+      if (!isolate_clone_writer_reserve(w, 11 + n)) return oom(st);
+      put_tag_varint(w, CLONE_TAG_STRING, n);
+      memcpy(w->buf + w->len, raw + 1, n);
+      w->len += n;
       return ISO_OK;
     }
-    if (isolate_buffer_detached(v))
-      return fail(st, ISO_ERR_DATA_CLONE, "a detached ArrayBuffer");
-    gc_extern *e = isolate_extern_of(v);
-    size_t n = e->length;
-    if (!clone_writer_reserve(w, 11 + n)) return oom(st);
-    put_tag_varint(w, CLONE_TAG_BUFFER, n);
-    if (n) memcpy(w->buf + w->len, e->data, n);
-    w->len += n;
-    return ISO_OK;
-  }
 
-  case GC_TYPE_TYPED_ARRAY: return write_view(st, v);
+    case GC_TYPE_ARRAY: {
+      id = identity(st, v, &val);
+      if (id != 0) break;
+      uint64_t n = (uint64_t)iso_smi_value(gc_slot_load(v, 1));
+      put_tag_varint(w, CLONE_TAG_ARRAY, n);
+      if (n == 0) return ISO_OK;
+      return push(st, v, n) ? ISO_OK : oom(st);
+    }
 
-  case GC_TYPE_SHARED_ARRAY_BUFFER: {
-    id = identity(st, v, &val);
-    if (id != 0) break;
-    clone_scratch *s = st->s;
-    if (s->nshared >= CLONE_OBJECTS_MAX ||
-        !clone_grow((void **)&s->shared, &s->shared_cap, s->nshared + 1,
-                    sizeof *s->shared))
-      return oom(st);
-    s->shared[s->nshared] = isolate_shared_store_of(v);
-    put_tag_varint(w, CLONE_TAG_SHARED, s->nshared++);
-    return ISO_OK;
-  }
+    case GC_TYPE_MAP: {
+      id = identity(st, v, &val);
+      if (id != 0) break;
+      uint64_t n = (uint64_t)iso_map_size(v);
+      put_tag_varint(w, CLONE_TAG_MAP, n);
+      if (n == 0) return ISO_OK;
+      return push(st, v, 2 * n) ? ISO_OK : oom(st);
+    }
 
-  case GC_TYPE_EXTERNAL:
-    if (st->delegate == NULL || st->delegate->write_host == NULL)
-      return fail(st, ISO_ERR_DATA_CLONE, "an external without a delegate");
-    id = identity(st, v, &val);
-    if (id != 0) break;
-    return write_host(st, v, false);
+    case GC_TYPE_ARRAY_BUFFER: {
+      id = identity(st, v, &val);
+      if (id != 0) break;
+      if ((val & VAL_TAG_MASK) == VAL_MOVE) {
+        put_tag_varint(w, CLONE_TAG_TRANSFER, val & VAL_INDEX_MASK);
+        return ISO_OK;
+      }
+      if (isolate_buffer_detached(v))
+        return fail(st, ISO_ERR_DATA_CLONE, "a detached ArrayBuffer");
+      gc_extern *e = isolate_extern_of(v);
+      size_t n = e->length;
+      if (!isolate_clone_writer_reserve(w, 11 + n)) return oom(st);
+      put_tag_varint(w, CLONE_TAG_BUFFER, n);
+      if (n) memcpy(w->buf + w->len, e->data, n);
+      w->len += n;
+      return ISO_OK;
+    }
 
-  case GC_TYPE_PORT:
-    id = identity(st, v, &val);
-    if (id != 0) break;
-    if ((val & VAL_TAG_MASK) != VAL_PORT)
-      return fail(st, ISO_ERR_DATA_CLONE,
-                  "a port that is not in the transfer list");
-    put_tag_varint(w, CLONE_TAG_PORT, val & VAL_INDEX_MASK);
-    return ISO_OK;
+    case GC_TYPE_TYPED_ARRAY:
+      return write_view(st, v);
 
-  default:
-    if (t >= GC_TYPE_FIRST_USER) return write_record(st, v, t);
-    return fail(st, ISO_ERR_DATA_CLONE, "a %s cannot be cloned",
-                iso_kind_name(iso_kind_of(v)));
+    case GC_TYPE_SHARED_ARRAY_BUFFER: {
+      id = identity(st, v, &val);
+      if (id != 0) break;
+      isolate_clone_scratch *s = st->s;
+      if (s->nshared >= CLONE_OBJECTS_MAX ||
+          !isolate_clone_grow((void **)&s->shared, &s->shared_cap,
+                              s->nshared + 1, sizeof *s->shared))
+        return oom(st);
+      s->shared[s->nshared] = isolate_shared_store_of(v);
+      put_tag_varint(w, CLONE_TAG_SHARED, s->nshared++);
+      return ISO_OK;
+    }
+
+    case GC_TYPE_EXTERNAL:
+      if (st->delegate == NULL || st->delegate->write_host == NULL)
+        return fail(st, ISO_ERR_DATA_CLONE, "an external without a delegate");
+      id = identity(st, v, &val);
+      if (id != 0) break;
+      return write_host(st, v, false);
+
+    case GC_TYPE_PORT:
+      id = identity(st, v, &val);
+      if (id != 0) break;
+      if ((val & VAL_TAG_MASK) != VAL_PORT)
+        return fail(st, ISO_ERR_DATA_CLONE,
+                    "a port that is not in the transfer list");
+      put_tag_varint(w, CLONE_TAG_PORT, val & VAL_INDEX_MASK);
+      return ISO_OK;
+
+    default:
+      if (t >= GC_TYPE_FIRST_USER) return write_record(st, v, t);
+      return fail(st, ISO_ERR_DATA_CLONE, "a %s cannot be cloned",
+                  iso_kind_name(iso_kind_of(v)));
   }
   /* identity() found a back-reference (written) or failed. */
   if (id > 0) return ISO_OK;
@@ -570,11 +590,20 @@ static inline bool write_leaf(iso_clone_writer *w, iso_value v) {
     p = put_varint(p, ((uint64_t)n << 1) ^ (uint64_t)(n >> 63));
   } else if (!iso_is_ref(v)) {
     switch (v) {
-    case ISO_UNDEFINED: *p++ = CLONE_TAG_UNDEFINED; break;
-    case ISO_NULL: *p++ = CLONE_TAG_NULL; break;
-    case ISO_FALSE: *p++ = CLONE_TAG_FALSE; break;
-    case ISO_TRUE: *p++ = CLONE_TAG_TRUE; break;
-    default: return false;
+      case ISO_UNDEFINED:
+        *p++ = CLONE_TAG_UNDEFINED;
+        break;
+      case ISO_NULL:
+        *p++ = CLONE_TAG_NULL;
+        break;
+      case ISO_FALSE:
+        *p++ = CLONE_TAG_FALSE;
+        break;
+      case ISO_TRUE:
+        *p++ = CLONE_TAG_TRUE;
+        break;
+      default:
+        return false;
     }
   } else {
     uint64_t hdr = gc_header(v);
@@ -620,11 +649,11 @@ static inline void child_slots(iso_value obj, uint32_t t, uint64_t n,
 static iso_status walk(wstate *st, iso_value root) {
   iso_status r = write_value(st, root);
   if (r != ISO_OK) return r;
-  clone_scratch *s = st->s;
+  isolate_clone_scratch *s = st->s;
   iso_clone_writer *w = st->w;
   while (st->sp > 0) {
     size_t top = st->sp - 1;
-    clone_wframe *f = &s->wstack[top];
+    isolate_clone_wframe *f = &s->wstack[top];
     iso_value obj = f->obj, child;
     uint32_t t = gc_type_id(obj);
     if (t == GC_TYPE_MAP) {
@@ -658,7 +687,7 @@ static iso_status walk(wstate *st, iso_value root) {
       }
       child = i < avail ? gc_slot_load(base, i) : ISO_UNDEFINED;
       i++;
-      if (!clone_writer_reserve(w, LEAF_RESERVE)) return oom(st);
+      if (!isolate_clone_writer_reserve(w, LEAF_RESERVE)) return oom(st);
       if (write_leaf(w, child)) continue;
       f->i = i;
       r = write_value(st, child);
@@ -708,11 +737,11 @@ static iso_status check_transfer(wstate *st) {
       return isolate_fail(ISO_ERR_DATA_CLONE, "%s: transfer list too long",
                           st->fn);
     bool found;
-    clone_slot *e = table_find(st->s, v, &found);
+    isolate_clone_slot *e = table_find(st->s, v, &found);
     if (e == NULL) return oom(st);
     if (found)
-      return isolate_fail(ISO_ERR_DATA_CLONE,
-                          "%s: transfer[%zu]: listed twice", st->fn, j);
+      return isolate_fail(ISO_ERR_DATA_CLONE, "%s: transfer[%zu]: listed twice",
+                          st->fn, j);
     e->val = mark;
   }
   return ISO_OK;
@@ -721,9 +750,9 @@ static iso_status check_transfer(wstate *st) {
 /* Takes what the message carries. Allocation first; then steps that
  * cannot fail, so an error leaves everything untouched. */
 static iso_status commit(wstate *st, iso_message *msg) {
-  clone_scratch *s = st->s;
-  clone_moved *moved = NULL;
-  clone_port_entry *ports = NULL;
+  isolate_clone_scratch *s = st->s;
+  isolate_clone_moved *moved = NULL;
+  isolate_clone_port_entry *ports = NULL;
   isolate_shared_store **shared = NULL;
   if (st->nmoved) moved = calloc(st->nmoved, sizeof *moved);
   if (st->nports) ports = calloc(st->nports, sizeof *ports);
@@ -759,18 +788,18 @@ static iso_status commit(wstate *st, iso_message *msg) {
   return ISO_OK;
 }
 
-iso_status clone_serialize(iso_isolate *iso, clone_scratch *s,
-                           iso_clone_writer *w, iso_value v,
-                           const iso_value *transfer, size_t ntransfer,
-                           const iso_clone_delegate *delegate,
-                           iso_message *msg, const char *fn) {
+iso_status isolate_clone_serialize(iso_isolate *iso, isolate_clone_scratch *s,
+                                   iso_clone_writer *w, iso_value v,
+                                   const iso_value *transfer, size_t ntransfer,
+                                   const iso_clone_delegate *delegate,
+                                   iso_message *msg, const char *fn) {
   wstate st = {iso, s, w, delegate, iso->rt->types, fn, transfer, ntransfer,
-               0, 0, 0, 0};
+               0,   0, 0, 0};
   if (delegate != NULL && delegate->struct_size < sizeof(size_t))
     return isolate_fail(ISO_ERR_ARGUMENT,
                         "%s: delegate->struct_size is not set", fn);
   s->nshared = 0;
-  if (!table_begin(s) || !clone_writer_reserve(w, 10)) return oom(&st);
+  if (!table_begin(s) || !isolate_clone_writer_reserve(w, 10)) return oom(&st);
   uint8_t *p = w->buf + w->len;
   p[0] = CLONE_MAGIC0;
   p[1] = CLONE_MAGIC1;

@@ -32,19 +32,24 @@ static inline gc_typed_array_raw *view_raw(iso_value ta) {
 
 size_t isolate_typed_array_element_size(uint32_t type) {
   switch (type) {
-  case ISO_TYPED_INT8:
-  case ISO_TYPED_UINT8:
-  case ISO_TYPED_UINT8_CLAMPED:
-  case ISO_TYPED_DATA_VIEW: return 1;
-  case ISO_TYPED_INT16:
-  case ISO_TYPED_UINT16: return 2;
-  case ISO_TYPED_INT32:
-  case ISO_TYPED_UINT32:
-  case ISO_TYPED_FLOAT32: return 4;
-  case ISO_TYPED_FLOAT64:
-  case ISO_TYPED_BIGINT64:
-  case ISO_TYPED_BIGUINT64: return 8;
-  default: return 0;
+    case ISO_TYPED_INT8:
+    case ISO_TYPED_UINT8:
+    case ISO_TYPED_UINT8_CLAMPED:
+    case ISO_TYPED_DATA_VIEW:
+      return 1;
+    case ISO_TYPED_INT16:
+    case ISO_TYPED_UINT16:
+      return 2;
+    case ISO_TYPED_INT32:
+    case ISO_TYPED_UINT32:
+    case ISO_TYPED_FLOAT32:
+      return 4;
+    case ISO_TYPED_FLOAT64:
+    case ISO_TYPED_BIGINT64:
+    case ISO_TYPED_BIGUINT64:
+      return 8;
+    default:
+      return 0;
   }
 }
 
@@ -217,8 +222,7 @@ isolate_shared_store *isolate_shared_store_of(iso_value sab) {
 
 iso_handle isolate_shared_array_buffer_wrap(iso_isolate *iso,
                                             isolate_shared_store *s) {
-  iso_value sab = gc_alloc(iso, GC_TYPE_SHARED_ARRAY_BUFFER,
-                           8 + GC_EXTERN_RAW);
+  iso_value sab = gc_alloc(iso, GC_TYPE_SHARED_ARRAY_BUFFER, 8 + GC_EXTERN_RAW);
   if (sab == 0) return NULL;
   /* The handle first, so nothing fails once the store is tracked. */
   iso_handle h = iso_handle_new(iso, sab);
@@ -247,8 +251,8 @@ iso_handle iso_shared_array_buffer_new(iso_isolate *iso, size_t byte_length) {
 
 static bool shared_check(iso_value sab, const char *fn) {
   if (gc_is_kind(sab, GC_TYPE_SHARED_ARRAY_BUFFER)) return true;
-  isolate_fail(ISO_ERR_TYPE, "%s: expected a shared_array_buffer, got %s",
-               fn, iso_kind_name(iso_kind_of(sab)));
+  isolate_fail(ISO_ERR_TYPE, "%s: expected a shared_array_buffer, got %s", fn,
+               iso_kind_name(iso_kind_of(sab)));
   return false;
 }
 
@@ -270,8 +274,8 @@ iso_handle isolate_array_buffer_adopt(iso_isolate *iso, const gc_extern *s) {
   if (ab == 0) return NULL;
   iso_handle h = iso_handle_new(iso, ab);
   if (h == NULL) return NULL;
-  gc_extern *e = gc_extern_add(iso, ab, s->data, s->length, s->free_cb,
-                               s->ctx, s->external);
+  gc_extern *e = gc_extern_add(iso, ab, s->data, s->length, s->free_cb, s->ctx,
+                               s->external);
   if (e == NULL)
     return ISOLATE_FAIL_NULL(ISO_ERR_OUT_OF_MEMORY,
                              "out of memory tracking a transferred store");
@@ -304,8 +308,9 @@ iso_handle iso_external_new(iso_isolate *iso, void *ptr,
 
 void *iso_external_value(iso_value ext) {
   if (!gc_is_kind(ext, GC_TYPE_EXTERNAL)) {
-    isolate_fail(ISO_ERR_TYPE, "iso_external_value: expected an external, "
-                               "got %s",
+    isolate_fail(ISO_ERR_TYPE,
+                 "iso_external_value: expected an external, "
+                 "got %s",
                  iso_kind_name(iso_kind_of(ext)));
     return NULL;
   }

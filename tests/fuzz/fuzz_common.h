@@ -32,8 +32,10 @@ static inline int fuzz_register(iso_runtime *rt, fuzz_types *t) {
   static const struct {
     const char *name;
     uint32_t slots, raw;
-  } d[4] = {{"fuzz.pair", 2, 0}, {"fuzz.blob", 1, 16},
-            {"fuzz.leaf", 0, 0}, {"fuzz.wide", 5, 3}};
+  } d[4] = {{"fuzz.pair", 2, 0},
+            {"fuzz.blob", 1, 16},
+            {"fuzz.leaf", 0, 0},
+            {"fuzz.wide", 5, 3}};
   iso_type *out[4] = {&t->pair, &t->blob, &t->leaf, &t->wide};
   for (int i = 0; i < 4; i++) {
     iso_type_desc desc;
@@ -65,8 +67,7 @@ static inline iso_status fuzz_write_host(void *ctx, iso_isolate *iso,
   }
   if (iso_type_of(v) == h->types->blob && iso_record_slot(v, 0) == ISO_TRUE) {
     iso_status st = iso_clone_write_bytes(w, "B", 1);
-    return st != ISO_OK ? st : iso_clone_write_bytes(w, iso_record_raw(v),
-                                                     16);
+    return st != ISO_OK ? st : iso_clone_write_bytes(w, iso_record_raw(v), 16);
   }
   return ISO_ERR_TYPE;
 }
@@ -106,8 +107,7 @@ static inline iso_message *fuzz_carrier(iso_isolate *iso, iso_port **peer) {
   iso_handle m1 = iso_array_buffer_new(iso, FUZZ_MOVED1);
   iso_handle s0 = iso_shared_array_buffer_new(iso, FUZZ_SHARED0);
   iso_handle s1 = iso_shared_array_buffer_new(iso, FUZZ_SHARED1);
-  if (!arr || !m0 || !m1 || !s0 || !s1 ||
-      iso_channel_new(&p1, &p2) != ISO_OK)
+  if (!arr || !m0 || !m1 || !s0 || !s1 || iso_channel_new(&p1, &p2) != ISO_OK)
     goto out;
   iso_handle pv = iso_port_to_value(iso, p1);
   if (!pv) goto out;

@@ -8,10 +8,11 @@
  *
  * Oracles beside the sanitizers:
  * - a rejected input must be ISO_ERR_DATA_CLONE (or out of memory) with
- *   a message that names a byte offset (or the delegate), must leave no
- *   handle behind, and must leave the message's tables intact (the
- *   carrier is then freed, which frees or closes what it holds: a
- *   double-owned entry would be a double free under ASan);
+ *   a message that names a byte offset, must leave no handle behind, and
+ *   must leave the message's tables as they were (every moved store and
+ *   the port owned by the message again; the carrier is then freed, which
+ *   frees or closes what it holds, so a double-owned entry would be a
+ *   double free under ASan);
  * - an accepted input is serialized again and deserialized again, and the
  *   two graphs must be the same (kinds, contents, sharing, cycles);
  * - the heap verifies after a full collection every few hundred inputs.
@@ -27,8 +28,7 @@ static iso_isolate *iso;
 static fuzz_types types;
 static fuzz_host host = {&types};
 static iso_clone_delegate delegate = {sizeof(iso_clone_delegate),
-                                      fuzz_write_host, fuzz_read_host,
-                                      &host};
+                                      fuzz_write_host, fuzz_read_host, &host};
 static unsigned long runs;
 
 static void die(const char *what) {
@@ -84,6 +84,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   m->data = bytes;
   m->size = size;
 
+  /* What the tables hold, to check that a rejection gives it all back. */
+  void *moved_data[2] = {NULL, NULL};
+  iso_port *port = m->nports ? m->ports[0].port : NULL;
+  if (m->nmoved != 2 || m->nshared != 2 || m->nports != 1) die("carrier");
+  for (int i = 0; i < 2; i++) moved_data[i] = m->moved[i].store.data;
+
   iso_scope s;
   iso_scope_open(iso, &s);
   iso_handle before = iso_handle_new(iso, ISO_NULL);
@@ -99,6 +105,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       die("a rejection does not name its offset");
     if (iso_handle_new(iso, ISO_NULL) != before + 1)
       die("a rejected input left handles behind");
+    for (int i = 0; i < 2; i++)
+      if (m->moved[i].state != CLONE_ENTRY_OWNED ||
+          m->moved[i].store.data != moved_data[i] || m->moved[i].store.detached)
+        die("a rejected input kept a transferred buffer");
+    if (m->ports[0].state != CLONE_ENTRY_OWNED || m->ports[0].port != port)
+      die("a rejected input kept the port");
     iso_message_free(m);
   }
   iso_scope_close(&s);

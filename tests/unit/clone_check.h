@@ -14,7 +14,9 @@
  * content only; doubles too.
  *
  * The walk never allocates in the heap (only handles, in scopes), so the
- * addresses it records stay valid while it runs.
+ * addresses it records stay valid while it runs. a and b may belong to two
+ * isolates of the calling thread: the handles made in iso's scopes for
+ * b's objects are gone before iso can collect.
  */
 #ifndef UNIT_CLONE_CHECK_H
 #define UNIT_CLONE_CHECK_H
@@ -136,109 +138,111 @@ static inline int clone_step(iso_isolate *iso, clone_walk *w,
     w->objects++;
   }
   switch (ka) {
-  case ISO_KIND_DOUBLE: {
-    double x = iso_number_value(a), y = iso_number_value(b);
-    return memcmp(&x, &y, sizeof x) == 0
-               ? 1
-               : clone_mismatch(p, "double bits differ");
-  }
-  case ISO_KIND_STRING: {
-    size_t n = iso_string_length(a);
-    if (n != iso_string_length(b)) return clone_mismatch(p, "lengths");
-    if (memcmp(iso_string_data(a), iso_string_data(b), n) != 0)
-      return clone_mismatch(p, "string bytes");
-    if (iso_string_hash(a) != iso_string_hash(b))
-      return clone_mismatch(p, "string hash");
-    return 1;
-  }
-  case ISO_KIND_ARRAY: {
-    size_t n = iso_array_length(a);
-    if (n != iso_array_length(b)) return clone_mismatch(p, "array lengths");
-    for (size_t i = n; i-- > 0;) {
-      iso_scope s;
-      iso_scope_open(iso, &s);
-      iso_value x = iso_get(iso_array_get(iso, a, i));
-      iso_value y = iso_get(iso_array_get(iso, b, i));
-      iso_scope_close(&s);
-      clone_walk_push(w, x, y, "element", i);
+    case ISO_KIND_DOUBLE: {
+      double x = iso_number_value(a), y = iso_number_value(b);
+      return memcmp(&x, &y, sizeof x) == 0
+                 ? 1
+                 : clone_mismatch(p, "double bits differ");
     }
-    return 1;
-  }
-  case ISO_KIND_MAP: {
-    if (iso_map_size(a) != iso_map_size(b))
-      return clone_mismatch(p, "map sizes");
-    size_t ca = 0, cb = 0, i = 0;
-    for (;;) {
-      iso_scope s;
-      iso_scope_open(iso, &s);
-      iso_handle ka_, va, kb_, vb;
-      bool more_a = iso_map_next(iso, a, &ca, &ka_, &va);
-      bool more_b = iso_map_next(iso, b, &cb, &kb_, &vb);
-      iso_value xk = 0, xv = 0, yk = 0, yv = 0;
-      if (more_a && more_b) {
-        xk = iso_get(ka_);
-        xv = iso_get(va);
-        yk = iso_get(kb_);
-        yv = iso_get(vb);
+    case ISO_KIND_STRING: {
+      size_t n = iso_string_length(a);
+      if (n != iso_string_length(b)) return clone_mismatch(p, "lengths");
+      if (memcmp(iso_string_data(a), iso_string_data(b), n) != 0)
+        return clone_mismatch(p, "string bytes");
+      if (iso_string_hash(a) != iso_string_hash(b))
+        return clone_mismatch(p, "string hash");
+      return 1;
+    }
+    case ISO_KIND_ARRAY: {
+      size_t n = iso_array_length(a);
+      if (n != iso_array_length(b)) return clone_mismatch(p, "array lengths");
+      for (size_t i = n; i-- > 0;) {
+        iso_scope s;
+        iso_scope_open(iso, &s);
+        iso_value x = iso_get(iso_array_get(iso, a, i));
+        iso_value y = iso_get(iso_array_get(iso, b, i));
+        iso_scope_close(&s);
+        clone_walk_push(w, x, y, "element", i);
       }
-      iso_scope_close(&s);
-      if (more_a != more_b) return clone_mismatch(p, "map entry counts");
-      if (!more_a) break;
-      /* Keys first: a key's identity is fixed before its value's. */
-      clone_walk_push(w, xv, yv, "map value", i);
-      clone_walk_push(w, xk, yk, "map key", i);
-      i++;
+      return 1;
     }
-    return 1;
-  }
-  case ISO_KIND_RECORD: {
-    if (iso_type_of(a) != iso_type_of(b)) return clone_mismatch(p, "types");
-    size_t raw = iso_record_raw_size(a);
-    if (raw != iso_record_raw_size(b)) return clone_mismatch(p, "raw size");
-    if (raw && memcmp(iso_record_raw(a), iso_record_raw(b), raw) != 0)
-      return clone_mismatch(p, "raw bytes");
-    uint32_t n = iso_record_slot_count(a);
-    for (uint32_t i = n; i-- > 0;)
-      clone_walk_push(w, iso_record_slot(a, i), iso_record_slot(b, i),
-                      "slot", i);
-    return 1;
-  }
-  case ISO_KIND_ARRAY_BUFFER: {
-    size_t n = iso_array_buffer_byte_length(a);
-    if (n != iso_array_buffer_byte_length(b))
-      return clone_mismatch(p, "buffer lengths");
-    if (iso_array_buffer_is_detached(a) != iso_array_buffer_is_detached(b))
-      return clone_mismatch(p, "detached state");
-    if (n && memcmp(iso_array_buffer_data(a), iso_array_buffer_data(b),
-                    n) != 0)
-      return clone_mismatch(p, "buffer bytes");
-    return 1;
-  }
-  case ISO_KIND_TYPED_ARRAY: {
-    if (iso_typed_array_type_of(a) != iso_typed_array_type_of(b) ||
-        iso_typed_array_byte_offset(a) != iso_typed_array_byte_offset(b) ||
-        iso_typed_array_length(a) != iso_typed_array_length(b))
-      return clone_mismatch(p, "view type, offset or length");
-    iso_scope s;
-    iso_scope_open(iso, &s);
-    iso_value x = iso_get(iso_typed_array_buffer(iso, a));
-    iso_value y = iso_get(iso_typed_array_buffer(iso, b));
-    iso_scope_close(&s);
-    clone_walk_push(w, x, y, "view buffer", 0);
-    return 1;
-  }
-  case ISO_KIND_SHARED_ARRAY_BUFFER:
-    if (iso_shared_array_buffer_byte_length(a) !=
-            iso_shared_array_buffer_byte_length(b) ||
-        iso_shared_array_buffer_data(a) != iso_shared_array_buffer_data(b))
-      return clone_mismatch(p, "shared bytes are not the same memory");
-    return 1;
-  case ISO_KIND_EXTERNAL:
-    return iso_external_value(a) == iso_external_value(b)
-               ? 1
-               : clone_mismatch(p, "external pointers");
-  case ISO_KIND_PORT: return 1;
-  default: return clone_mismatch(p, "unexpected kind");
+    case ISO_KIND_MAP: {
+      if (iso_map_size(a) != iso_map_size(b))
+        return clone_mismatch(p, "map sizes");
+      size_t ca = 0, cb = 0, i = 0;
+      for (;;) {
+        iso_scope s;
+        iso_scope_open(iso, &s);
+        iso_handle ka_, va, kb_, vb;
+        bool more_a = iso_map_next(iso, a, &ca, &ka_, &va);
+        bool more_b = iso_map_next(iso, b, &cb, &kb_, &vb);
+        iso_value xk = 0, xv = 0, yk = 0, yv = 0;
+        if (more_a && more_b) {
+          xk = iso_get(ka_);
+          xv = iso_get(va);
+          yk = iso_get(kb_);
+          yv = iso_get(vb);
+        }
+        iso_scope_close(&s);
+        if (more_a != more_b) return clone_mismatch(p, "map entry counts");
+        if (!more_a) break;
+        /* Keys first: a key's identity is fixed before its value's. */
+        clone_walk_push(w, xv, yv, "map value", i);
+        clone_walk_push(w, xk, yk, "map key", i);
+        i++;
+      }
+      return 1;
+    }
+    case ISO_KIND_RECORD: {
+      if (iso_type_of(a) != iso_type_of(b)) return clone_mismatch(p, "types");
+      size_t raw = iso_record_raw_size(a);
+      if (raw != iso_record_raw_size(b)) return clone_mismatch(p, "raw size");
+      if (raw && memcmp(iso_record_raw(a), iso_record_raw(b), raw) != 0)
+        return clone_mismatch(p, "raw bytes");
+      uint32_t n = iso_record_slot_count(a);
+      for (uint32_t i = n; i-- > 0;)
+        clone_walk_push(w, iso_record_slot(a, i), iso_record_slot(b, i), "slot",
+                        i);
+      return 1;
+    }
+    case ISO_KIND_ARRAY_BUFFER: {
+      size_t n = iso_array_buffer_byte_length(a);
+      if (n != iso_array_buffer_byte_length(b))
+        return clone_mismatch(p, "buffer lengths");
+      if (iso_array_buffer_is_detached(a) != iso_array_buffer_is_detached(b))
+        return clone_mismatch(p, "detached state");
+      if (n &&
+          memcmp(iso_array_buffer_data(a), iso_array_buffer_data(b), n) != 0)
+        return clone_mismatch(p, "buffer bytes");
+      return 1;
+    }
+    case ISO_KIND_TYPED_ARRAY: {
+      if (iso_typed_array_type_of(a) != iso_typed_array_type_of(b) ||
+          iso_typed_array_byte_offset(a) != iso_typed_array_byte_offset(b) ||
+          iso_typed_array_length(a) != iso_typed_array_length(b))
+        return clone_mismatch(p, "view type, offset or length");
+      iso_scope s;
+      iso_scope_open(iso, &s);
+      iso_value x = iso_get(iso_typed_array_buffer(iso, a));
+      iso_value y = iso_get(iso_typed_array_buffer(iso, b));
+      iso_scope_close(&s);
+      clone_walk_push(w, x, y, "view buffer", 0);
+      return 1;
+    }
+    case ISO_KIND_SHARED_ARRAY_BUFFER:
+      if (iso_shared_array_buffer_byte_length(a) !=
+              iso_shared_array_buffer_byte_length(b) ||
+          iso_shared_array_buffer_data(a) != iso_shared_array_buffer_data(b))
+        return clone_mismatch(p, "shared bytes are not the same memory");
+      return 1;
+    case ISO_KIND_EXTERNAL:
+      return iso_external_value(a) == iso_external_value(b)
+                 ? 1
+                 : clone_mismatch(p, "external pointers");
+    case ISO_KIND_PORT:
+      return 1;
+    default:
+      return clone_mismatch(p, "unexpected kind");
   }
 }
 
@@ -267,8 +271,8 @@ static inline int clone_same(iso_isolate *iso, iso_value a, iso_value b) {
 
 /* Serializes v (no transfer, no delegate), then deserializes the message
  * in dst: the message path, as ports use it. NULL on failure. */
-static inline iso_handle clone_via_message(iso_isolate *src,
-                                           iso_isolate *dst, iso_value v) {
+static inline iso_handle clone_via_message(iso_isolate *src, iso_isolate *dst,
+                                           iso_value v) {
   iso_message *m = NULL;
   if (iso_serialize(src, v, NULL, 0, NULL, &m) != ISO_OK) return NULL;
   iso_handle h = iso_deserialize(dst, m, NULL);

@@ -25,16 +25,15 @@ static iso_status host_write(void *ctx, iso_isolate *iso, iso_value v,
   uint8_t b = (uint8_t)(uintptr_t)iso_external_value(v);
   return iso_clone_write_bytes(w, &b, 1);
 }
-static iso_handle host_read(void *ctx, iso_isolate *iso,
-                            iso_clone_reader *r) {
+static iso_handle host_read(void *ctx, iso_isolate *iso, iso_clone_reader *r) {
   (void)ctx;
   uint8_t b;
   if (iso_clone_read_bytes(r, &b, 1) != ISO_OK) return NULL;
   if (b == 0xee) return NULL; /* a byte the host refuses */
   return iso_external_new(iso, (void *)(uintptr_t)b, NULL, NULL);
 }
-static iso_clone_delegate delegate = {sizeof(iso_clone_delegate),
-                                      host_write, host_read, NULL};
+static iso_clone_delegate delegate = {sizeof(iso_clone_delegate), host_write,
+                                      host_read, NULL};
 
 /* A valid message of every kind that travels as bytes alone. */
 static iso_message *rich_message(iso_isolate *iso) {
@@ -52,10 +51,9 @@ static iso_message *rich_message(iso_isolate *iso) {
   memcpy(iso_record_raw(iso_get(b)), "blob!", 5);
   iso_handle ab = iso_array_buffer_new(iso, 24);
   unit_fill(iso_array_buffer_data(iso_get(ab)), 24, 4);
-  iso_handle v1 = iso_typed_array_new(iso, ISO_TYPED_UINT16, iso_get(ab), 2,
-                                      5);
-  iso_handle v2 = iso_typed_array_new(iso, ISO_TYPED_FLOAT64, iso_get(ab), 8,
-                                      2);
+  iso_handle v1 = iso_typed_array_new(iso, ISO_TYPED_UINT16, iso_get(ab), 2, 5);
+  iso_handle v2 =
+      iso_typed_array_new(iso, ISO_TYPED_FLOAT64, iso_get(ab), 8, 2);
   iso_handle ext = iso_external_new(iso, (void *)(uintptr_t)7, NULL, NULL);
   CHECK(root && m && str && ls && d && p && b && ab && v1 && v2 && ext);
   CHECK_OK(iso_map_set(iso, iso_get(m), iso_get(str), iso_get(ls)));
@@ -106,8 +104,8 @@ static void expect_bad(iso_isolate *iso, const void *bytes, size_t len,
                        const char *words) {
   iso_message *m = iso_message_from_bytes(bytes, len);
   CHECK(m != NULL);
-  CHECK_FAILS(iso_deserialize(iso, m, &delegate), == NULL,
-              ISO_ERR_DATA_CLONE, words);
+  CHECK_FAILS(iso_deserialize(iso, m, &delegate), == NULL, ISO_ERR_DATA_CLONE,
+              words);
   iso_message_free(m);
 }
 
@@ -170,17 +168,17 @@ static size_t make(uint8_t *out, uint32_t objects, const char *body,
   memcpy(out + 10, body, blen);
   return 10 + blen;
 }
-#define BAD(objects, body, words)                                        \
-  do {                                                                   \
-    uint8_t buf_[256];                                                   \
-    size_t n_ = make(buf_, (objects), (body), sizeof(body) - 1);         \
-    expect_bad(iso, buf_, n_, (words));                                  \
+#define BAD(objects, body, words)                                \
+  do {                                                           \
+    uint8_t buf_[256];                                           \
+    size_t n_ = make(buf_, (objects), (body), sizeof(body) - 1); \
+    expect_bad(iso, buf_, n_, (words));                          \
   } while (0)
-#define GOOD(objects, body)                                              \
-  do {                                                                   \
-    uint8_t buf_[256];                                                   \
-    size_t n_ = make(buf_, (objects), (body), sizeof(body) - 1);         \
-    CHECK(try_bytes(iso, buf_, n_));                                     \
+#define GOOD(objects, body)                                      \
+  do {                                                           \
+    uint8_t buf_[256];                                           \
+    size_t n_ = make(buf_, (objects), (body), sizeof(body) - 1); \
+    CHECK(try_bytes(iso, buf_, n_));                             \
   } while (0)
 
 static void test_crafted(void) {
@@ -220,15 +218,21 @@ static void test_crafted(void) {
   GOOD(0, "N\x00\x00\x00\x00\x00\x00\xf0\x3f"); /* 1.0 -> an integer */
 
   /* Strings. */
-  BAD(0, "S\x05" "abc", "only 3 left");
-  BAD(0, "S\x80\x80\x80\x80\x80\x80\x01" "x", "only 1 left");
+  BAD(0,
+      "S\x05"
+      "abc",
+      "only 3 left");
+  BAD(0,
+      "S\x80\x80\x80\x80\x80\x80\x01"
+      "x",
+      "only 1 left");
   BAD(0, "S\x02\xc3\x28", "invalid UTF-8");
-  BAD(0, "S\x03\xed\xa0\x80", "invalid UTF-8");       /* a surrogate */
-  BAD(0, "S\x02\xc0\x80", "invalid UTF-8");           /* overlong */
-  BAD(0, "S\x04\xf4\x90\x80\x80", "invalid UTF-8");   /* past U+10FFFF */
-  BAD(0, "S\x01\x80", "invalid UTF-8");               /* lone continuation */
+  BAD(0, "S\x03\xed\xa0\x80", "invalid UTF-8");     /* a surrogate */
+  BAD(0, "S\x02\xc0\x80", "invalid UTF-8");         /* overlong */
+  BAD(0, "S\x04\xf4\x90\x80\x80", "invalid UTF-8"); /* past U+10FFFF */
+  BAD(0, "S\x01\x80", "invalid UTF-8");             /* lone continuation */
   BAD(0, "S\x03\xe2\x82", "only 2 left");
-  BAD(1, "A\x01S\x02\xe2\x82", "invalid UTF-8");      /* the inline path */
+  BAD(1, "A\x01S\x02\xe2\x82", "invalid UTF-8"); /* the inline path */
   GOOD(0, "S\x03\xe2\x82\xac");
 
   /* Containers: counts against the bytes left, and the limits. */
@@ -236,18 +240,32 @@ static void test_crafted(void) {
   BAD(1, "A\x80\x80\x80\x80\x02", "at most 2^28");
   BAD(1, "M\x02TTT", "bytes left");
   BAD(1, "M\x80\x80\x80\x80\x02", "at most 2^28");
-  BAD(3, "A\x03" "A\x03" "A\x03" "TTTT", "bytes left");
+  BAD(3,
+      "A\x03"
+      "A\x03"
+      "A\x03"
+      "TTTT",
+      "bytes left");
   BAD(1, "A\x02T", "bytes left");
   GOOD(1, "M\x02TTTF"); /* a duplicate key: the last one wins */
-  GOOD(2, "A\x02" "A\x00" "^\x01");
+  GOOD(2,
+       "A\x02"
+       "A\x00"
+       "^\x01");
 
   /* Back-references. */
   BAD(0, "^\x00", "back-reference to object 0 of 0");
-  BAD(1, "A\x02" "T^\x01", "back-reference to object 1 of 1");
-  BAD(1, "A\x01^\x80\x80\x80\x80\x80\x80\x80\x80\x80\x01",
-      "back-reference");
+  BAD(1,
+      "A\x02"
+      "T^\x01",
+      "back-reference to object 1 of 1");
+  BAD(1, "A\x01^\x80\x80\x80\x80\x80\x80\x80\x80\x80\x01", "back-reference");
   GOOD(1, "A\x01^\x00");
-  BAD(3, "A\x01" "S\x40" "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+  BAD(3,
+      "A\x01"
+      "S\x40"
+      "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+      "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
       "2 objects, but the header declares 3");
   BAD(0, "A\x00", "more objects than the header declares");
 
@@ -292,30 +310,76 @@ static void test_crafted(void) {
   }
 
   /* Buffers and views. */
-  BAD(1, "B\x09" "abc", "only 3 left");
+  BAD(1,
+      "B\x09"
+      "abc",
+      "only 3 left");
   GOOD(1, "B\x00");
-  BAD(2, "V\x0d\x00\x00" "B\x00", "13 is not a view type");
-  BAD(2, "V\x00\x00\x00" "B\x00", "0 is not a view type");
-  BAD(2, "V\x06\x01\x01" "B\x08" "abcdefgh", "not a multiple of 4");
-  BAD(2, "V\x02\x00\x09" "B\x08" "abcdefgh", "does not fit");
-  BAD(2, "V\x02\x09\x00" "B\x08" "abcdefgh", "does not fit");
-  BAD(2, "V\x09\x08\x80\x80\x80\x80\x80\x80\x80\x80\x20" "B\x08" "abcdefgh",
+  BAD(2,
+      "V\x0d\x00\x00"
+      "B\x00",
+      "13 is not a view type");
+  BAD(2,
+      "V\x00\x00\x00"
+      "B\x00",
+      "0 is not a view type");
+  BAD(2,
+      "V\x06\x01\x01"
+      "B\x08"
+      "abcdefgh",
+      "not a multiple of 4");
+  BAD(2,
+      "V\x02\x00\x09"
+      "B\x08"
+      "abcdefgh",
       "does not fit");
-  BAD(2, "V\x02\x00\x00" "T", "a view's buffer has tag");
+  BAD(2,
+      "V\x02\x09\x00"
+      "B\x08"
+      "abcdefgh",
+      "does not fit");
+  BAD(2,
+      "V\x09\x08\x80\x80\x80\x80\x80\x80\x80\x80\x20"
+      "B\x08"
+      "abcdefgh",
+      "does not fit");
+  BAD(2,
+      "V\x02\x00\x00"
+      "T",
+      "a view's buffer has tag");
   BAD(2, "V\x02\x00\x00", "no buffer");
-  BAD(3, "A\x02" "A\x00" "V\x02\x00\x00^\x01", "a view over object 1");
-  GOOD(3, "A\x02" "V\x02\x00\x08" "B\x08" "abcdefgh" "^\x01");
-  GOOD(3, "A\x02" "B\x04" "abcd" "V\x01\x01\x02^\x01");
+  BAD(3,
+      "A\x02"
+      "A\x00"
+      "V\x02\x00\x00^\x01",
+      "a view over object 1");
+  GOOD(3,
+       "A\x02"
+       "V\x02\x00\x08"
+       "B\x08"
+       "abcdefgh"
+       "^\x01");
+  GOOD(3,
+       "A\x02"
+       "B\x04"
+       "abcd"
+       "V\x01\x01\x02^\x01");
 
   /* Table indexes in a message that has no tables. */
   BAD(1, "b\x00", "transferred buffer 0 of 0");
   BAD(1, "H\x00", "shared buffer 0 of 0");
   BAD(1, "P\x00", "port 0 of 0");
-  BAD(2, "V\x02\x00\x00" "b\x00", "transferred buffer 0 of 0");
+  BAD(2,
+      "V\x02\x00\x00"
+      "b\x00",
+      "transferred buffer 0 of 0");
 
   /* Host objects. */
   BAD(1, "X\x01\x00\x00", "truncated host object length");
-  BAD(1, "X\x05\x00\x00\x00" "a", "host object of 5 bytes");
+  BAD(1,
+      "X\x05\x00\x00\x00"
+      "a",
+      "host object of 5 bytes");
   BAD(1, "X\x01\x00\x00\x00\xee", "read_host failed");
   BAD(1, "X\x00\x00\x00\x00", "read_host failed"); /* reads past its bytes */
   GOOD(1, "X\x01\x00\x00\x00\x07");
@@ -357,12 +421,17 @@ static void test_nothing_survives(void) {
   bytes[n - 1] = 0x01; /* the last value: an unknown tag */
   iso_handle_set(arr, ISO_NULL);
   iso_handle_set(ab, ISO_NULL);
+  /* Twice: young objects that dead old ones still pointed to (through
+   * the remembered set) survive the first full collection. */
+  CHECK_OK(iso_gc(iso, ISO_GC_FULL));
   CHECK_OK(iso_gc(iso, ISO_GC_FULL));
   CHECK_UEQ(unit_type_count(iso, pair_t), 0);
   iso_memory_usage_t before = unit_usage(iso);
   expect_bad(iso, bytes, n, "unknown tag 0x01");
-  /* The failed message did build (then drop) its records and buffer. */
-  CHECK_UEQ(unit_type_count(iso, pair_t), 3000);
+  /* The failed message did build (then drop) its records and buffer
+   * (fewer may be left to count if a collection ran meanwhile). */
+  CHECK_UGE(unit_type_count(iso, pair_t), UNIT_GC_STRESS ? 1 : 3000);
+  CHECK_OK(iso_gc(iso, ISO_GC_FULL));
   CHECK_OK(iso_gc(iso, ISO_GC_FULL));
   CHECK_UEQ(unit_type_count(iso, pair_t), 0);
   iso_memory_usage_t after = unit_usage(iso);
