@@ -110,47 +110,11 @@ static inline bool varint(rstate *st, uint64_t *out) {
   return varint_slow(st, out);
 }
 
-/* Checks UTF-8 as RFC 3629 defines it (shortest form, no surrogates,
- * nothing past U+10FFFF), the same rules iso_string_new applies; 0 when
- * valid, else 1 + the offset of the first bad sequence. */
+/* 0 when s[0..n) is valid UTF-8 (the rules iso_string_new applies), else
+ * 1 + the offset of the first bad sequence. */
 static size_t utf8_fault(const uint8_t *s, size_t n) {
-  size_t i = 0;
-  while (i < n) {
-    while (i + 8 <= n) {
-      uint64_t w;
-      memcpy(&w, s + i, 8);
-      if (w & 0x8080808080808080ull) break;
-      i += 8;
-    }
-    if (i >= n) break;
-    uint8_t c = s[i];
-    if (c < 0x80) {
-      i++;
-      continue;
-    }
-    size_t need;
-    uint8_t lo = 0x80, hi = 0xbf;
-    if (c < 0xc2) return i + 1;
-    if (c < 0xe0) {
-      need = 1;
-    } else if (c < 0xf0) {
-      need = 2;
-      if (c == 0xe0) lo = 0xa0;
-      if (c == 0xed) hi = 0x9f;
-    } else if (c < 0xf5) {
-      need = 3;
-      if (c == 0xf0) lo = 0x90;
-      if (c == 0xf4) hi = 0x8f;
-    } else {
-      return i + 1;
-    }
-    if (n - i - 1 < need) return i + 1;
-    if (s[i + 1] < lo || s[i + 1] > hi) return i + 1;
-    for (size_t k = 2; k <= need; k++)
-      if ((s[i + k] & 0xc0) != 0x80) return i + 1;
-    i += need + 1;
-  }
-  return 0;
+  size_t at = 0;
+  return isolate_utf8_check(s, n, &at) ? at + 1 : 0;
 }
 
 /* Is s[0..n) valid UTF-8? Inline for the common case of short ASCII. */

@@ -146,4 +146,10 @@ void isolate_assert_fail(const char *expr, const char *file, int line);
 
 uint64_t isolate_now_ns(void);
 
+/* Checks that s[0..len) is UTF-8 as RFC 3629 defines it (shortest form,
+ * no surrogates, nothing past U+10FFFF): NULL when valid, else a
+ * description of the first fault, with its offset in *at. */
+const char *isolate_utf8_check(const unsigned char *s, size_t len,
+                               size_t *at);
+
 #endif /* ISOLATE_INTERNAL_H */

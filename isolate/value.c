@@ -166,8 +166,8 @@ static inline char *string_bytes(iso_value s) {
 /* Checks that s[0..len) is UTF-8 as RFC 3629 defines it: shortest form
  * only, no surrogates, nothing past U+10FFFF. Returns NULL when valid, or
  * a description of the first fault with its offset in *at. */
-static const char *utf8_check(const unsigned char *s, size_t len,
-                              size_t *at) {
+const char *isolate_utf8_check(const unsigned char *s, size_t len,
+                               size_t *at) {
   size_t i = 0;
   while (i < len) {
     /* Most text is ASCII: skip it a word at a time. */
@@ -248,7 +248,7 @@ iso_handle iso_string_new(iso_isolate *iso, const char *utf8, size_t len) {
                              len);
   const unsigned char *src = (const unsigned char *)utf8;
   size_t at = 0;
-  const char *fault = utf8_check(src, len, &at);
+  const char *fault = isolate_utf8_check(src, len, &at);
   if (fault != NULL)
     return ISOLATE_FAIL_NULL(ISO_ERR_ARGUMENT,
                              "iso_string_new: invalid UTF-8 at byte %zu "
