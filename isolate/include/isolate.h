@@ -484,7 +484,8 @@ typedef enum iso_typed_array_type {
 /* A view of length elements of buffer (an ArrayBuffer or a
  * SharedArrayBuffer) starting at byte_offset. ISO_ERR_RANGE if it does not
  * fit or byte_offset is not a multiple of the element size; ISO_ERR_TYPE
- * if buffer is not a buffer. May allocate. */
+ * if buffer is not a buffer; ISO_ERR_DETACHED for a detached buffer. May
+ * allocate. */
 ISO_API iso_handle iso_typed_array_new(iso_isolate *iso,
                                        iso_typed_array_type type,
                                        iso_value buffer, size_t byte_offset,
@@ -508,7 +509,8 @@ ISO_API void *iso_shared_array_buffer_data(iso_value sab);
 ISO_API size_t iso_shared_array_buffer_byte_length(iso_value sab);
 
 /* An opaque host pointer; free_cb (may be NULL) runs on the isolate's
- * thread when the object dies or the isolate is freed. Externals clone
+ * thread when the object dies or the isolate is freed. A NULL ptr with a
+ * free_cb is refused (ISO_ERR_ARGUMENT). Externals clone
  * only through a delegate (iso_clone_delegate). May allocate. */
 ISO_API iso_handle iso_external_new(iso_isolate *iso, void *ptr,
                                     iso_free_callback free_cb, void *ctx);
@@ -533,10 +535,11 @@ ISO_API iso_status iso_clone_read_bytes(iso_clone_reader *r, void *p,
                                         size_t n);
 
 /* Host hooks, as V8's ValueSerializer::Delegate: write_host is called for
- * an external (or a record type the host marks by returning ISO_OK) and
- * writes what read_host needs to rebuild it in the receiving isolate.
- * Returning anything but ISO_OK makes the clone fail with
- * ISO_ERR_DATA_CLONE. */
+ * every external and, when a delegate is given, for every record, and
+ * writes what read_host needs to rebuild it in the receiving isolate. For
+ * a record, returning ISO_ERR_TYPE having written nothing declines it (it
+ * is cloned as a record); any other status but ISO_OK makes the clone fail
+ * with ISO_ERR_DATA_CLONE. write_host must not allocate in the heap. */
 typedef struct iso_clone_delegate {
   size_t struct_size;
   iso_status (*write_host)(void *ctx, iso_isolate *iso, iso_value v,
@@ -569,6 +572,8 @@ ISO_API iso_handle iso_deserialize(iso_isolate *iso, iso_message *msg,
 ISO_API iso_message *iso_message_from_bytes(const void *data, size_t len);
 ISO_API const void *iso_message_data(const iso_message *msg);
 ISO_API size_t iso_message_size(const iso_message *msg);
+/* Frees a message that was not received. The free callbacks of buffer
+ * stores transferred into it run here, on the calling thread. */
 ISO_API void iso_message_free(iso_message *msg);
 /* structuredClone(v, {transfer}) within one isolate. */
 ISO_API iso_handle iso_structured_clone(iso_isolate *iso, iso_value v,
