@@ -54,8 +54,6 @@ static void env_stress(gc_heap *h) {
   if (s && (n = strtoul(s + 9, NULL, 10)) > 0) h->stress_scavenge_every = (unsigned)n;
   const char *f = strstr(v, "full=");
   if (f && (n = strtoul(f + 5, NULL, 10)) > 0) h->stress_full_every = (unsigned)n;
-  if (h->stress_full_every && !h->stress_scavenge_every)
-    h->stress_scavenge_every = UINT32_MAX;
 }
 
 static void update_trigger(gc_heap *h, size_t live) {
@@ -459,9 +457,7 @@ void gc_full(iso_isolate *iso, gc_reason reason) {
   gc_worklist_destroy(&wl);
   gc_old_retire_lab(iso); /* makes the LAB a filler; sweep resets lists */
   gc_externs_after_mark(iso);
-  size_t live = gc_old_sweep(iso);
-  h->old.live_after_full = live;
-  h->old.allocated_since_full = 0;
+  gc_old_sweep(iso);
   update_trigger(h, gc_old_committed(h));
   h->full_gc_requested = false;
   cycle_end(iso, &c, ISO_GC_FULL, reason);
@@ -470,13 +466,7 @@ void gc_full(iso_isolate *iso, gc_reason reason) {
 void gc_poll(iso_isolate *iso) {
   gc_heap *h = &iso->heap;
   if (h->in_gc) return;
-  if (h->stress_scavenge_every) {
-    h->stress_count++;
-    if (h->stress_full_every && h->stress_count % h->stress_full_every == 0)
-      gc_full(iso, GC_REASON_STRESS);
-    else if (h->stress_count % h->stress_scavenge_every == 0)
-      gc_scavenge(iso, GC_REASON_STRESS);
-  }
+  if (h->stress_scavenge_every) gc_stress_tick(iso);
   if (h->full_gc_requested) gc_full(iso, GC_REASON_TRIGGER);
 }
 

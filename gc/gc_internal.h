@@ -70,6 +70,9 @@ size_t gc_young_used(iso_isolate *iso);
 /* Re-applies whether the allocation area is hidden from the inline paths
  * (after stress or over_limit changed). */
 void gc_young_limit_changed(iso_isolate *iso);
+/* Counts one allocation (or safepoint) in GC stress mode and runs the
+ * scavenge or full collection that is due. */
+void gc_stress_tick(iso_isolate *iso);
 
 /* ---- marking (mark.c) ---- */
 

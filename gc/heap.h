@@ -93,8 +93,6 @@ typedef struct gc_old {
   size_t limit;                /* max_old_generation_size now */
   size_t initial_limit;
   size_t trigger;              /* committed bytes that start a full GC */
-  size_t live_after_full;
-  size_t allocated_since_full; /* bytes allocated or promoted since */
 } gc_old;
 
 #define GC_MAX_CALLBACKS 8

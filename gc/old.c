@@ -140,7 +140,6 @@ void *gc_large_alloc_raw(iso_isolate *iso, size_t bytes, bool check_limit) {
   h->old.large_count++;
   h->old.large_bytes += p->mapping_size;
   h->old.large_object_bytes += bytes;
-  h->old.allocated_since_full += bytes;
   h->allocated_bytes_total += bytes;
   if (gc_old_committed(h) > h->old.trigger) h->full_gc_requested = true;
   return p->area_start;

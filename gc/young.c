@@ -363,12 +363,11 @@ void gc_scavenge_work(iso_isolate *iso, gc_worklist_local *join) {
   free(s.promoted);
   y->survived_bytes = s.survived_bytes;
   h->promoted_bytes_total += s.promoted_bytes;
-  h->old.allocated_since_full += s.promoted_bytes;
 }
 
 /* ---- allocation slow path ---- */
 
-static void stress_tick(iso_isolate *iso) {
+void gc_stress_tick(iso_isolate *iso) {
   gc_heap *h = &iso->heap;
   h->stress_count++;
   if (h->stress_full_every && h->stress_count % h->stress_full_every == 0)
@@ -403,7 +402,7 @@ void *gc_alloc_young_slow(iso_isolate *iso, size_t bytes) {
     }
     return mem ? mem : out_of_memory(iso, bytes);
   }
-  if (h->stress_scavenge_every && !h->in_gc) stress_tick(iso);
+  if (h->stress_scavenge_every && !h->in_gc) gc_stress_tick(iso);
   if (h->external_pressure && !h->in_gc) {
     /* Most buffers die young: a scavenge frees their stores. If external
      * memory is still well above what the last collection left, the
