@@ -7,13 +7,31 @@
  * besides handles and globals (see young.c), so a young object reachable
  * only from the old space survives.
  *
+ * Invariant (snapshot at the beginning, while an isolate's cycle marks;
+ * Note [One cycle per isolate] in concurrent.c): every old object that was
+ * reachable when the cycle's join began is marked by the end of marking.
+ * It holds because
+ *   - the join shaded every old object referred to by a root or by a young
+ *     object (the whole young generation, after a scavenge, is what the
+ *     roots reach);
+ *   - a store that overwrites a reference in an old object first has the
+ *     overwritten value shaded (below): a path from the snapshot can only
+ *     be cut by such a store, so every snapshot object stays reachable from
+ *     a grey object, a ring entry, or an object already marked;
+ *   - objects created after the join are not in the snapshot and need no
+ *     marking to survive: old-space allocation and promotion are black
+ *     (old.c), and young objects are kept by scavenges.
+ * Stores into young objects need no marking barrier: the join scanned the
+ * young generation, and whatever a young object refers to later was
+ * reachable (so in the snapshot, or new) when it was stored.
+ * In tri-colour terms this is the weak invariant: a white snapshot object
+ * referred to by a black object is also reachable from a grey one.
+ *
  * The inline fast check in isolate.h (iso_inl_store) falls through to
  * iso_inl_barrier_slow when an old host receives a young reference, or
- * when inl.barrier_flags is non-zero. Full collections in this version mark
- * while the isolate is stopped (Note [Full collection] in collect.c), so no
- * marking barrier is on and barrier_flags stays 0; the flag word is where
- * the snapshot-at-the-beginning barrier of concurrent marking will hook in,
- * without changing the inline code that programs have compiled.
+ * when inl.barrier_flags is non-zero (GC_BARRIER_MARKING while marking).
+ * It stores first and passes the overwritten value: the owner cannot reach
+ * a safepoint, where marking may end, between the store and the shading.
  *
  * Stores into young hosts need nothing: the scavenger reaches every young
  * object it keeps from a root, the remembered set, or another survivor.
@@ -30,11 +48,12 @@ void gc_rset_record(gc_page *page, iso_value *slot) {
 
 void iso_inl_barrier_slow(iso_isolate *iso, iso_value host, iso_value *slot,
                           iso_value old, iso_value v) {
-  (void)old;
   gc_page *hp = gc_page_of(gc_obj(host));
-  if (iso_is_ref(v) && !(hp->flags & GC_PAGE_YOUNG) &&
-      (gc_page_of(gc_obj(v))->flags & GC_PAGE_YOUNG)) {
+  if (hp->flags & GC_PAGE_YOUNG) return;
+  if (iso_is_ref(v) && (gc_page_of(gc_obj(v))->flags & GC_PAGE_YOUNG)) {
     if (!(iso->heap.debug_flags & ISO_DEBUG_SKIP_REMEMBERED_SET))
       gc_rset_record(hp, slot);
   }
+  if ((iso->inl.barrier_flags & GC_BARRIER_MARKING) && iso_is_ref(old))
+    gc_marking_barrier(iso, old);
 }

@@ -56,7 +56,7 @@ static void env_stress(gc_heap *h) {
   if (f && (n = strtoul(f + 5, NULL, 10)) > 0) h->stress_full_every = (unsigned)n;
 }
 
-static void update_trigger(gc_heap *h, size_t live) {
+void gc_old_update_trigger(gc_heap *h, size_t live) {
   /* Grow by half the live size (at least MIN_TRIGGER) before the next
    * full collection, as V8's and Go's pacers do in spirit: the cost of a
    * full collection is paid for by proportional allocation. */
@@ -97,11 +97,11 @@ iso_status gc_heap_init(iso_isolate *iso, const iso_isolate_params *p) {
   h->trace_cb = p->trace_callback;
   h->trace_data = p->trace_data;
   h->old.limit = h->old.initial_limit = old;
-  update_trigger(h, 0);
+  gc_old_update_trigger(h, 0);
   h->start_ns = h->last_gc_end_ns = isolate_now_ns();
   h->hash_state = (uint32_t)((uintptr_t)iso >> 4) ^ 0x9e3779b9u;
   gc_young_init(iso, young);
-  return ISO_OK;
+  return gc_marking_init(iso);
 }
 
 static void extern_free_store(gc_heap *h, gc_extern *e) {
@@ -129,8 +129,10 @@ static void externs_free_all(gc_heap *h, gc_extern_vec *v) {
 
 void gc_heap_destroy(iso_isolate *iso) {
   gc_heap *h = &iso->heap;
+  gc_marking_destroy(iso);
   externs_free_all(h, &h->young_externs);
   externs_free_all(h, &h->old_externs);
+  externs_free_all(h, &h->dead_externs);
   gc_young_release_all(iso);
   gc_old_release_all(iso);
 }
@@ -322,13 +324,16 @@ void gc_externs_after_scavenge(iso_isolate *iso) {
   y->count = kept;
 }
 
-void gc_externs_after_mark(iso_isolate *iso) {
+void gc_externs_after_mark(iso_isolate *iso, bool defer) {
   gc_heap *h = &iso->heap;
   gc_extern_vec *o = &h->old_externs;
   size_t kept = 0;
   for (size_t i = 0; i < o->count; i++) {
     gc_extern *e = o->items[i];
     if (!gc_mark_test(e->obj)) {
+      /* Free callbacks run on the owner's thread: a GC thread ending the
+       * marking of a parked isolate leaves them for its unpark. */
+      if (defer && vec_push(&h->dead_externs, e)) continue;
       extern_free_store(h, e);
       free(e);
       continue;
@@ -336,6 +341,11 @@ void gc_externs_after_mark(iso_isolate *iso) {
     o->items[kept++] = e;
   }
   o->count = kept;
+}
+
+void gc_externs_free_deferred(iso_isolate *iso) {
+  gc_heap *h = &iso->heap;
+  if (h->dead_externs.count) externs_free_all(h, &h->dead_externs);
 }
 
 /* ---- tracing and callbacks ---- */
@@ -382,13 +392,50 @@ static void cycle_begin(iso_isolate *iso, gc_cycle *c, iso_gc_kind k) {
   c->start_ns = isolate_now_ns();
 }
 
-static void cycle_end(iso_isolate *iso, gc_cycle *c, iso_gc_kind k,
+void gc_pause_record(iso_isolate *iso, gc_pause_kind k, double ms) {
+  gc_heap *h = &iso->heap;
+  gc_pause_hist_add(k == GC_PAUSE_FULL       ? &h->full_pauses
+                    : k == GC_PAUSE_MARKING ? &h->marking_pauses
+                                            : &h->scavenge_pauses,
+                    ms);
+  gc_pause_hist_add(&h->all_pauses, ms);
+  h->pause_ms_total += ms;
+}
+
+static void emit_trace(gc_heap *h, const char *line) {
+  if (h->trace_cb) {
+    h->trace_cb(h->trace_data, line);
+  } else {
+    fprintf(stderr, "%s\n", line);
+  }
+}
+
+static void mutator_utilisation(gc_heap *h, uint64_t end, double ms,
+                                double *avg, double *cur) {
+  double since_last = (double)(end - h->last_gc_end_ns) / 1e6;
+  double elapsed = (double)(end - h->start_ns) / 1e6;
+  *avg = elapsed > 0 ? 1.0 - h->pause_ms_total / elapsed : 1.0;
+  *cur = since_last > 0 ? 1.0 - ms / since_last : 1.0;
+  if (*avg < 0) *avg = 0;
+  if (*cur < 0) *cur = 0;
+}
+
+static double elapsed_ms(gc_heap *h, uint64_t end) {
+  return (double)(end - h->start_ns) / 1e6;
+}
+
+static double mib(size_t bytes) { return (double)bytes / (1024.0 * 1024.0); }
+
+static void cycle_end(iso_isolate *iso, gc_cycle *c, gc_pause_kind k,
                       gc_reason reason) {
   gc_heap *h = &iso->heap;
+  const char *what = k == GC_PAUSE_FULL       ? "Mark-Sweep"
+                     : k == GC_PAUSE_MARKING ? "Scavenge (start of marking)"
+                                             : "Scavenge";
   if (h->flags & ISO_ISOLATE_VERIFY_HEAP) {
     if (gc_verify(iso) != ISO_OK) {
       fprintf(stderr, "libisolate: heap verification failed after %s: %s\n",
-              k == ISO_GC_FULL ? "Mark-Sweep" : "Scavenge", iso_last_error());
+              what, iso_last_error());
       abort();
     }
   }
@@ -399,35 +446,46 @@ static void cycle_end(iso_isolate *iso, gc_cycle *c, iso_gc_kind k,
   gc_young_limit_changed(iso);
   uint64_t end = isolate_now_ns();
   double ms = (double)(end - c->start_ns) / 1e6;
-  gc_pause_hist_add(k == ISO_GC_FULL ? &h->full_pauses : &h->scavenge_pauses,
-                    ms);
-  gc_pause_hist_add(&h->all_pauses, ms);
-  double since_last = (double)(end - h->last_gc_end_ns) / 1e6;
-  double elapsed = (double)(end - h->start_ns) / 1e6;
-  h->pause_ms_total += ms;
+  gc_pause_record(iso, k, ms);
   if (h->flags & ISO_ISOLATE_TRACE_GC) {
     char line[320];
-    double mb = 1024.0 * 1024.0;
-    double avg_mu = elapsed > 0 ? 1.0 - h->pause_ms_total / elapsed : 1.0;
-    double cur_mu = since_last > 0 ? 1.0 - ms / since_last : 1.0;
+    double avg_mu, cur_mu;
+    mutator_utilisation(h, end, ms, &avg_mu, &cur_mu);
     snprintf(line, sizeof line,
              "[%d:%p:%s] %8.0f ms: %s %.1f (%.1f) -> %.1f (%.1f) MB, "
              "%.2f / %.2f ms  (average mu = %.3f, current mu = %.3f) %s;",
-             (int)getpid(), (void *)iso, iso->name, elapsed,
-             k == ISO_GC_FULL ? "Mark-Sweep" : "Scavenge",
-             (double)c->used_before / mb, (double)c->total_before / mb,
-             (double)gc_heap_used(iso) / mb, (double)gc_heap_total(iso) / mb,
-             ms, 0.0, avg_mu < 0 ? 0 : avg_mu, cur_mu < 0 ? 0 : cur_mu,
+             (int)getpid(), (void *)iso, iso->name, elapsed_ms(h, end), what,
+             mib(c->used_before), mib(c->total_before), mib(gc_heap_used(iso)),
+             mib(gc_heap_total(iso)), ms, 0.0, avg_mu, cur_mu,
              reason_name(reason));
-    if (h->trace_cb) {
-      h->trace_cb(h->trace_data, line);
-    } else {
-      fprintf(stderr, "%s\n", line);
-    }
+    emit_trace(h, line);
   }
   h->last_gc_end_ns = end;
-  callbacks(iso, ISO_GC_EPILOGUE, k);
+  callbacks(iso, ISO_GC_EPILOGUE,
+            k == GC_PAUSE_FULL ? ISO_GC_FULL : ISO_GC_MINOR);
   h->in_gc = false;
+}
+
+void gc_cycle_report(iso_isolate *iso, size_t used_before,
+                     size_t total_before, double pause_ms, double bg_mark_ms,
+                     double bg_sweep_ms, uint64_t start_ns, gc_reason reason) {
+  gc_heap *h = &iso->heap;
+  if (!(h->flags & ISO_ISOLATE_TRACE_GC)) return;
+  uint64_t end = isolate_now_ns();
+  char line[400];
+  double avg_mu, cur_mu;
+  mutator_utilisation(h, end, 0, &avg_mu, &cur_mu);
+  snprintf(line, sizeof line,
+           "[%d:%p:%s] %8.0f ms: Mark-Sweep (concurrent) %.1f (%.1f) -> "
+           "%.1f (%.1f) MB, %.2f / %.2f ms  (+ %.2f ms marking and %.2f ms "
+           "sweeping on GC threads, walltime since start of marking %.0f ms) "
+           "(average mu = %.3f) %s;",
+           (int)getpid(), (void *)iso, iso->name, elapsed_ms(h, end),
+           mib(used_before), mib(total_before), mib(gc_heap_used(iso)),
+           mib(gc_heap_total(iso)), pause_ms, bg_mark_ms + bg_sweep_ms,
+           bg_mark_ms, bg_sweep_ms, (double)(end - start_ns) / 1e6, avg_mu,
+           reason_name(reason));
+  emit_trace(h, line);
 }
 
 /* ---- the collections ---- */
@@ -438,36 +496,51 @@ void gc_scavenge(iso_isolate *iso, gc_reason reason) {
   gc_cycle c;
   cycle_begin(iso, &c, ISO_GC_MINOR);
   gc_scavenge_work(iso, NULL);
-  if (gc_old_committed(h) > h->old.trigger) h->full_gc_requested = true;
-  cycle_end(iso, &c, ISO_GC_MINOR, reason);
+  cycle_end(iso, &c, GC_PAUSE_SCAVENGE, reason);
 }
 
+double gc_scavenge_join(iso_isolate *iso, gc_worklist_local *join) {
+  gc_heap *h = &iso->heap;
+  if (h->in_gc) {
+    gc_scavenge_work(iso, join);
+    return 0;
+  }
+  gc_cycle c;
+  cycle_begin(iso, &c, ISO_GC_MINOR);
+  gc_scavenge_work(iso, join);
+  cycle_end(iso, &c, GC_PAUSE_MARKING, (gc_reason)h->marking.reason);
+  return (double)(h->last_gc_end_ns - c.start_ns) / 1e6;
+}
+
+/* Note [Full collection]: the same machinery as a concurrent cycle, run to
+ * its end at once: finish the cycle in progress (if any), join a new one,
+ * mark everything on this thread (GC threads help), end marking, sweep. */
 void gc_full(iso_isolate *iso, gc_reason reason) {
   gc_heap *h = &iso->heap;
   if (h->in_gc) return;
   gc_cycle c;
   cycle_begin(iso, &c, ISO_GC_FULL);
-  gc_worklist wl;
-  gc_worklist_local local;
-  gc_worklist_init(&wl);
-  gc_worklist_local_init(&local, &wl);
-  gc_scavenge_work(iso, &local);
-  gc_mark_drain(iso->rt->types, &local);
-  gc_worklist_local_finish(&local);
-  gc_worklist_destroy(&wl);
-  gc_old_retire_lab(iso); /* makes the LAB a filler; sweep resets lists */
-  gc_externs_after_mark(iso);
-  gc_old_sweep(iso);
-  update_trigger(h, gc_old_committed(h));
+  gc_marking_finish_now(iso);
+  gc_marking_start(iso, reason);
+  gc_marking_finish_now(iso);
   h->full_gc_requested = false;
-  cycle_end(iso, &c, ISO_GC_FULL, reason);
+  cycle_end(iso, &c, GC_PAUSE_FULL, reason);
+}
+
+void gc_cycle_poll(iso_isolate *iso) {
+  gc_heap *h = &iso->heap;
+  if (h->in_gc) return;
+  gc_marking_poll(iso);
+  if (gc_marking_state(iso) == ISO_GC_CYCLE_IDLE &&
+      gc_old_committed(h) > h->old.trigger)
+    gc_marking_start(iso, GC_REASON_TRIGGER);
 }
 
 void gc_poll(iso_isolate *iso) {
   gc_heap *h = &iso->heap;
   if (h->in_gc) return;
   if (h->stress_scavenge_every) gc_stress_tick(iso);
-  if (h->full_gc_requested) gc_full(iso, GC_REASON_TRIGGER);
+  gc_cycle_poll(iso);
 }
 
 iso_status iso_gc(iso_isolate *iso, iso_gc_kind kind) {
@@ -508,6 +581,9 @@ static void walk_range(iso_isolate *iso, char *from, char *to,
 
 void gc_walk_heap(iso_isolate *iso, gc_object_visitor fn, void *ctx) {
   gc_heap *h = &iso->heap;
+  /* Pages being swept on other threads are not walkable. */
+  if (gc_marking_state(iso) == ISO_GC_CYCLE_SWEEPING)
+    gc_marking_complete_sweep(iso);
   gc_make_iterable(iso);
   for (gc_page *p = h->young.pages; p; p = p->next)
     walk_range(iso, p->area_start,

@@ -53,9 +53,6 @@ void *gc_large_alloc_raw(iso_isolate *iso, size_t bytes, bool check_limit);
 /* Would adding bytes to the old generation exceed its limit? */
 bool gc_old_would_exceed(iso_isolate *iso, size_t bytes);
 void gc_old_retire_lab(iso_isolate *iso);
-/* Sweeps every old and large page after a full mark; rebuilds free lists,
- * frees empty pages, clears mark bits. Returns live bytes. */
-size_t gc_old_sweep(iso_isolate *iso);
 void gc_old_release_all(iso_isolate *iso);
 
 /* ---- young generation (young.c) ---- */
@@ -84,6 +81,8 @@ void gc_mark_set(iso_value v);
 bool gc_mark_test(iso_value v);
 /* Pops and traces until the worklist (local and global) is empty. */
 void gc_mark_drain(const gc_type *types, gc_worklist_local *wl);
+/* Shades the referents of grey object o; returns o's size in bytes. */
+size_t gc_mark_trace(const gc_type *types, gc_worklist_local *wl, iso_value o);
 
 /* ---- remembered set (barrier.c) ---- */
 
@@ -94,10 +93,83 @@ void gc_rset_record(gc_page *page, iso_value *slot);
 /* After a scavenge: young stores whose buffer died are freed; survivors
  * follow their object (and move to the old list when promoted). */
 void gc_externs_after_scavenge(iso_isolate *iso);
-/* After a full mark, before sweeping: frees stores of unmarked buffers. */
-void gc_externs_after_mark(iso_isolate *iso);
+/* After a full mark, before sweeping: frees stores of unmarked buffers
+ * (with defer, keeps them for gc_externs_free_deferred on the owner). */
+void gc_externs_after_mark(iso_isolate *iso, bool defer);
+
+/* ---- concurrent marking (concurrent.c) ---- */
+
+iso_status gc_marking_init(iso_isolate *iso);
+/* Keeps GC threads out of the isolate from now on and waits for those
+ * working in it. */
+void gc_marking_cancel(iso_isolate *iso);
+void gc_marking_destroy(iso_isolate *iso);
+iso_gc_cycle_state gc_marking_state(iso_isolate *iso); /* any thread */
+/* Is a cycle marking (old allocation black, the barrier on)? Owner. */
+bool gc_marking_active(const gc_heap *h);
+/* Starts a cycle (the join); inside a full GC it reports nothing itself. */
+void gc_marking_start(iso_isolate *iso, gc_reason reason);
+/* Owner at a safepoint: assists, ends marking, adopts swept pages. */
+void gc_marking_poll(iso_isolate *iso);
+/* Owner: a bounded marking step; the bytes traced. */
+size_t gc_marking_step(iso_isolate *iso, size_t budget);
+/* Owner: marks everything left, ends marking, completes the sweep. */
+void gc_marking_finish_now(iso_isolate *iso);
+/* Owner: completes the sweep of the last cycle, if one is pending. */
+void gc_marking_complete_sweep(iso_isolate *iso);
+/* The snapshot barrier's slow part: shades old, the overwritten value. */
+void gc_marking_barrier(iso_isolate *iso, iso_value old);
+/* An evacuated young page, kept from the pool until marking ends. */
+void gc_marking_quarantine(iso_isolate *iso, gc_page *p);
+/* GC threads (threads/gc_threads.c). */
+bool gc_background_wanted(iso_isolate *iso);
+bool gc_background_enter(iso_isolate *iso);
+void gc_background_work(iso_isolate *iso, const int *cancel);
+
+/* ---- sweeping (old.c) ---- */
+
+/* Frees unmarked large objects, clears the marks of the others. */
+void gc_large_sweep(iso_isolate *iso);
+/* Hands every old page to the sweepers (the end of marking). */
+void gc_sweep_begin(iso_isolate *iso);
+/* GC thread: sweeps unclaimed pages until none is left. */
+void gc_sweep_background(iso_isolate *iso);
+/* Have all pages been swept (by anyone)? */
+bool gc_sweep_all_swept(iso_isolate *iso);
+/* Owner: adopts up to n swept pages (0: all), sweeping those nobody
+ * claimed; true if that completed the cycle (state IDLE, trigger set). */
+bool gc_sweep_advance(iso_isolate *iso, size_t n);
+/* Owner: makes sure p is swept before its remembered set is used. */
+void gc_sweep_ensure(gc_page *p);
+
+/* ---- pauses and reports (collect.c) ---- */
+
+typedef enum gc_pause_kind {
+  GC_PAUSE_SCAVENGE,
+  GC_PAUSE_MARKING,
+  GC_PAUSE_FULL,
+} gc_pause_kind;
+void gc_pause_record(iso_isolate *iso, gc_pause_kind k, double ms);
+/* Owner at a safepoint: the cycle's poll, and a new cycle when the old
+ * generation passed its trigger. */
+void gc_cycle_poll(iso_isolate *iso);
+/* Sets the committed size that starts the next cycle, from the live size. */
+void gc_old_update_trigger(gc_heap *h, size_t live);
+/* The join: a scavenge that shades old referents into join; returns its
+ * pause in ms (0 inside a full collection, whose pause it is part of). */
+double gc_scavenge_join(iso_isolate *iso, gc_worklist_local *join);
+/* The trace line and epilogue of a completed concurrent cycle. */
+void gc_cycle_report(iso_isolate *iso, size_t used_before,
+                     size_t total_before, double pause_ms, double bg_mark_ms,
+                     double bg_sweep_ms, uint64_t start_ns, gc_reason reason);
+/* Frees the stores that a GC thread found dead (owner). */
+void gc_externs_free_deferred(iso_isolate *iso);
 
 /* ---- verification (verify.c) ---- */
+
+/* End of marking: every old object reachable from the roots is marked,
+ * and no marked object refers to an unmarked old one. */
+iso_status gc_verify_marking(iso_isolate *iso);
 
 /* ISO_OK, or ISO_ERR_HEAP_CORRUPT with the first problem in the thread's
  * error message. */

@@ -21,9 +21,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <ck_ring.h>
+
 #include "isolate.h"
 #include "object.h"
 #include "page.h"
+#include "worklist.h"
 
 struct iso_isolate;
 typedef struct iso_isolate iso_isolate;
@@ -97,10 +100,56 @@ typedef struct gc_old {
 
 #define GC_MAX_CALLBACKS 8
 
+/* ---- the concurrent marking cycle of one isolate (gc/concurrent.c) ---- */
+
+/* inl.barrier_flags: the snapshot barrier is on (marking). */
+#define GC_BARRIER_MARKING 1u
+/* Barrier entries in flight from an isolate to the markers. */
+#define GC_RING_SIZE 4096u
+
+typedef struct gc_marking {
+  /* Shared with the GC threads. */
+  pthread_mutex_t lock; /* state changes, markers, cancelled */
+  int state;            /* iso_gc_cycle_state; written under lock, read
+                           atomically without it */
+  int markers;          /* GC threads working for this isolate; under lock */
+  bool cancelled;       /* the isolate is being freed; under lock */
+  int cancelled_flag;   /* atomic copy of cancelled, polled by markers */
+  gc_worklist wl;       /* grey objects of this isolate's old space */
+  ck_ring_t ring;       /* barrier: owner enqueues, markers dequeue */
+  ck_ring_buffer_t *ring_buf;
+  size_t marked_bytes;  /* atomic: bytes traced this cycle */
+  uint64_t bg_mark_ns, bg_sweep_ns; /* atomic: GC-thread time, in total */
+  /* Sweeping: the pages to sweep, fixed when marking ends. GC threads
+   * claim indexes with sweep_next; each page's sweep_state says who has
+   * it (gc/old.c). */
+  gc_page **sweep_pages;
+  size_t sweep_count;
+  size_t sweep_next;  /* atomic */
+  /* Owner (or a GC thread holding the parked isolate; threads/README in
+   * gc/concurrent.c). */
+  gc_worklist_local local; /* the owner's grey objects: barrier overflow,
+                              assists, the join */
+  size_t adopt_next;       /* sweep_pages[adopt_next..] not yet adopted */
+  gc_page *quarantine;     /* young pages evacuated while marking */
+  size_t quarantine_count;
+  uint64_t start_ns;
+  size_t assist_at;        /* committed old bytes that start assists */
+  size_t live_after;       /* live bytes found by the last sweep */
+  double cycle_pause_ms;   /* this cycle's pauses, for the trace line */
+  uint64_t cycle_bg_mark_ns, cycle_bg_sweep_ns;
+  size_t used_before, total_before;
+  int reason;              /* gc_reason that started the cycle */
+  bool finished_elsewhere; /* marking ended on a GC thread: the owner
+                              reports it at its next safepoint */
+  uint64_t cycles;         /* completed */
+} gc_marking;
+
 typedef struct gc_heap {
   gc_young young;
   gc_old old;
   gc_extern_vec young_externs, old_externs;
+  gc_extern_vec dead_externs; /* found dead on a GC thread; owner frees */
   size_t external_bytes;      /* all of this isolate's gc_extern lengths */
   size_t array_buffer_bytes;  /* the part owned by ArrayBuffers */
   unsigned flags;             /* ISO_ISOLATE_* */
@@ -122,7 +171,8 @@ typedef struct gc_heap {
   size_t external_since_gc;
   size_t external_after_gc;
   /* statistics */
-  gc_pause_hist scavenge_pauses, full_pauses, all_pauses;
+  gc_pause_hist scavenge_pauses, full_pauses, marking_pauses, all_pauses;
+  gc_marking marking;
   uint64_t promoted_bytes_total;
   uint64_t allocated_bytes_total;
   uint64_t start_ns, last_gc_end_ns;

@@ -36,7 +36,10 @@ void gc_mark_set(iso_value v) {
 
 void gc_mark_shade(gc_worklist_local *wl, iso_value v) {
   gc_page *p = gc_page_of(gc_obj(v));
-  if (thr_load_relaxed(&p->flags) & GC_PAGE_YOUNG) return;
+  /* Young (or a young page evacuated while marking, flagged free and
+   * quarantined: a reference a marker read just before the scavenge
+   * updated the slot). Only old objects are marked. */
+  if (!(thr_load_relaxed(&p->flags) & GC_PAGE_OLD)) return;
   size_t i = gc_page_word_index(p, gc_obj(v));
   if (gc_bit_set_atomic(p->markbits, i)) {
     /* The worklist is LIFO: the object is popped soon, so fetch its header
@@ -46,17 +49,23 @@ void gc_mark_shade(gc_worklist_local *wl, iso_value v) {
   }
 }
 
-static void trace(const gc_type *types, gc_worklist_local *wl, iso_value o) {
-  uint64_t hdr = gc_header(o);
-  size_t n = gc_slots_from_header(types, hdr, gc_size_from_header(o, hdr));
+size_t gc_mark_trace(const gc_type *types, gc_worklist_local *wl,
+                     iso_value o) {
+  /* The owner may be storing an identity hash into the header. */
+  uint64_t hdr = thr_load_relaxed(gc_obj(o));
+  size_t size = gc_size_from_header(o, hdr);
+  size_t n = gc_slots_from_header(types, hdr, size);
   iso_value *slots = gc_slots(o);
   for (size_t i = 0; i < n; i++) {
-    iso_value v = thr_load_relaxed(&slots[i]);
+    /* Acquire: pairs with the release store of the barrier (isolate.h),
+     * so an object published into a slot is seen initialised. */
+    iso_value v = thr_load_acquire(&slots[i]);
     if (iso_is_ref(v)) gc_mark_shade(wl, v);
   }
+  return size;
 }
 
 void gc_mark_drain(const gc_type *types, gc_worklist_local *wl) {
   iso_value o;
-  while ((o = gc_worklist_pop(wl)) != 0) trace(types, wl, o);
+  while ((o = gc_worklist_pop(wl)) != 0) gc_mark_trace(types, wl, o);
 }

@@ -14,8 +14,22 @@
  *   Promotion may cross it (the objects are live already); allocation by
  *   the program may not (gc_old_would_exceed).
  * - A large object has a page of its own, is never moved, and is freed as
- *   a whole mapping when unmarked after a full mark.
+ *   a whole mapping when unmarked at the end of marking.
+ * - While the isolate's cycle marks, every object allocated here (by the
+ *   program or by promotion) is allocated black: its mark bit is set.
+ * - Sweeping (concurrent.c has the cycle): at the end of marking every old
+ *   page goes on the sweep list as GC_SWEEP_PENDING and the free lists
+ *   start empty. Any thread may claim a pending page (CAS to _BUSY), sweep
+ *   it into a chain of free blocks local to the page, and publish it as
+ *   _SWEPT; only the owner adopts a swept page (its blocks join the free
+ *   lists; an empty page goes back to the pool) and marks it _DONE. Pages
+ *   that the owner allocates in during sweeping are new or adopted, so no
+ *   thread ever sweeps a page the owner allocates in, and the owner
+ *   touches a page being swept only through its live objects, which the
+ *   sweeper only reads.
  */
+#include <sched.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "gc_internal.h"
@@ -86,14 +100,31 @@ void gc_old_retire_lab(iso_isolate *iso) {
   o->lab_top = o->lab_limit = NULL;
 }
 
+static void link_page(gc_old *o, gc_page *p) {
+  p->prev = NULL;
+  p->next = o->pages;
+  if (o->pages) o->pages->prev = p;
+  o->pages = p;
+  o->page_count++;
+}
+
+static void unlink_page(gc_old *o, gc_page *p) {
+  if (p->prev) {
+    p->prev->next = p->next;
+  } else {
+    o->pages = p->next;
+  }
+  if (p->next) p->next->prev = p->prev;
+  p->next = p->prev = NULL;
+  o->page_count--;
+}
+
 static bool add_page(iso_isolate *iso, bool check_limit) {
   gc_heap *h = &iso->heap;
   if (check_limit && gc_old_would_exceed(iso, GC_PAGE_SIZE)) return false;
   gc_page *p = gc_pool_take(iso->rt->pool, iso, GC_PAGE_OLD);
   if (!p) return false;
-  p->next = h->old.pages;
-  h->old.pages = p;
-  h->old.page_count++;
+  link_page(&h->old, p);
   gc_fill(p->area_start, GC_PAGE_AREA);
   gc_old_retire_lab(iso);
   h->old.lab_top = p->area_start;
@@ -102,16 +133,23 @@ static bool add_page(iso_isolate *iso, bool check_limit) {
   return true;
 }
 
+static bool adopt_next(iso_isolate *iso);
+
 static bool refill_lab(iso_isolate *iso, size_t bytes, bool check_limit) {
   gc_old *o = &iso->heap.old;
   size_t words = bytes / 8;
-  uint64_t *blk = fl_take(&o->fl, words > LAB_MIN_WORDS ? words : LAB_MIN_WORDS);
-  if (!blk) blk = fl_take(&o->fl, words);
-  if (blk) {
-    gc_old_retire_lab(iso);
-    o->lab_top = (char *)blk;
-    o->lab_limit = (char *)blk + gc_hdr_words(blk[0]) * 8;
-    return true;
+  for (;;) {
+    uint64_t *blk =
+        fl_take(&o->fl, words > LAB_MIN_WORDS ? words : LAB_MIN_WORDS);
+    if (!blk) blk = fl_take(&o->fl, words);
+    if (blk) {
+      gc_old_retire_lab(iso);
+      o->lab_top = (char *)blk;
+      o->lab_limit = (char *)blk + gc_hdr_words(blk[0]) * 8;
+      return true;
+    }
+    /* Lazy sweeping: the free space of pages not adopted yet comes first. */
+    if (!adopt_next(iso)) break;
   }
   return add_page(iso, check_limit);
 }
@@ -126,6 +164,7 @@ void *gc_old_alloc_raw(iso_isolate *iso, size_t bytes, bool check_limit) {
   char *mem = o->lab_top;
   o->lab_top += bytes;
   iso->heap.allocated_bytes_total += bytes;
+  if (gc_marking_active(&iso->heap)) gc_mark_set((iso_value)(uintptr_t)mem);
   return mem;
 }
 
@@ -142,67 +181,87 @@ void *gc_large_alloc_raw(iso_isolate *iso, size_t bytes, bool check_limit) {
   h->old.large_object_bytes += bytes;
   h->allocated_bytes_total += bytes;
   if (gc_old_committed(h) > h->old.trigger) h->full_gc_requested = true;
+  if (gc_marking_active(h)) gc_mark_set((iso_value)(uintptr_t)p->area_start);
   return p->area_start;
 }
 
-/* Frees [from, to) of page p: a free-list block (or filler) whose
- * remembered-set bits are cleared. */
-static void free_range(gc_freelist *fl, gc_page *p, char *from, char *to) {
+/* Frees [from, to) of page p: a filler, chained as a free block when it
+ * has room for the link; its remembered-set bits are cleared. */
+static void free_range(gc_page *p, uint64_t ***tail, char *from, char *to) {
+  size_t bytes = (size_t)(to - from);
   gc_bits_clear_range(p->rsetbits, gc_page_word_index(p, from),
                       gc_page_word_index(p, to));
-  fl_add(fl, from, (size_t)(to - from));
+  gc_fill(from, bytes);
+  if (bytes < 16) return; /* a 1-word hole has no room for a link */
+  uint64_t *blk = (uint64_t *)(void *)from;
+  blk[1] = 0;
+  **tail = blk;
+  *tail = (uint64_t **)(void *)&blk[1];
+  p->free_bytes += bytes;
 }
 
-/* Sweeps one page; returns its live bytes. Only marked objects are
+/* Sweeps one claimed page into its free chain. Only marked objects are
  * visited: the mark bitmap gives their starts, their headers their ends,
  * and every gap between them becomes free space. Dead objects are never
- * read, so sweeping costs the live objects plus the bitmap. A page with
- * nothing live is left untouched for the caller to release. */
-static size_t sweep_page(iso_isolate *iso, gc_page *p) {
-  gc_freelist *fl = &iso->heap.old.fl;
+ * read, so sweeping costs the live objects plus the bitmap. Publishes the
+ * page as swept. Any thread. */
+static void sweep_page(gc_page *p) {
   char *cursor = p->area_start;
   size_t live = 0;
+  uint64_t *head = NULL;
+  uint64_t **tail = &head;
+  p->free_bytes = 0;
   for (size_t w = 0; w < GC_BITMAP_WORDS; w++) {
     uint64_t bits = p->markbits[w];
     while (bits) {
       unsigned b = (unsigned)__builtin_ctzll(bits);
       bits &= bits - 1;
       char *obj = p->area_start + (w * 64 + b) * 8;
-      size_t bytes = gc_hdr_words(*(uint64_t *)(void *)obj) * 8;
-      if (obj > cursor) free_range(fl, p, cursor, obj);
+      /* Atomic: the owner may be storing an identity hash. */
+      uint64_t hdr = thr_load_relaxed((uint64_t *)(void *)obj);
+      size_t bytes = gc_hdr_words(hdr) * 8;
+      if (obj > cursor) free_range(p, &tail, cursor, obj);
       live += bytes;
       cursor = obj + bytes;
     }
   }
-  if (live != 0 && cursor < p->area_end)
-    free_range(fl, p, cursor, p->area_end);
+  if (live == 0) {
+    /* Nothing live: the owner returns the page when it adopts it. */
+    gc_fill(p->area_start, GC_PAGE_AREA);
+    gc_bits_clear_range(p->rsetbits, 0, GC_PAGE_AREA_WORDS);
+    head = NULL;
+    p->free_bytes = 0;
+  } else if (cursor < p->area_end) {
+    free_range(p, &tail, cursor, p->area_end);
+  }
   memset(p->markbits, 0, GC_BITMAP_WORDS * sizeof(uint64_t));
   p->live_bytes = live;
-  return live;
+  p->free_chain = head;
+  thr_store_release(&p->sweep_state, (uint32_t)GC_SWEEP_SWEPT);
 }
 
-size_t gc_old_sweep(iso_isolate *iso) {
-  gc_heap *h = &iso->heap;
-  gc_old *o = &h->old;
-  size_t live = 0;
-  o->lab_top = o->lab_limit = NULL; /* already a filler: see collect.c */
-  fl_reset(&o->fl);
-  gc_page **pp = &o->pages;
-  while (*pp) {
-    gc_page *p = *pp;
-    size_t l = sweep_page(iso, p);
-    if (l == 0) {
-      /* Nothing live: the page goes back to the pool. Its free-list
-       * blocks were not added (sweep_page skips a fully free page). */
-      *pp = p->next;
-      o->page_count--;
-      gc_pool_give(iso->rt->pool, p);
-      continue;
+static bool claim(gc_page *p) {
+  uint32_t expected = GC_SWEEP_PENDING;
+  return __atomic_compare_exchange_n(&p->sweep_state, &expected,
+                                     (uint32_t)GC_SWEEP_BUSY, false,
+                                     __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+}
+
+void gc_sweep_ensure(gc_page *p) {
+  for (;;) {
+    uint32_t st = thr_load_acquire(&p->sweep_state);
+    if (st == GC_SWEEP_DONE || st == GC_SWEEP_SWEPT) return;
+    if (st == GC_SWEEP_PENDING && claim(p)) {
+      sweep_page(p);
+      return;
     }
-    live += l;
-    pp = &p->next;
+    sched_yield(); /* another thread is sweeping it: a page is quick */
   }
-  pp = &o->large;
+}
+
+void gc_large_sweep(iso_isolate *iso) {
+  gc_old *o = &iso->heap.old;
+  gc_page **pp = &o->large;
   while (*pp) {
     gc_page *p = *pp;
     if (!gc_bit_test(p->markbits, 0)) {
@@ -213,11 +272,126 @@ size_t gc_old_sweep(iso_isolate *iso) {
       gc_large_page_free(iso->rt->pool, p);
       continue;
     }
-    p->markbits[0] = 0;
-    live += p->object_size;
+    thr_store_relaxed(&p->markbits[0], (uint64_t)0);
     pp = &p->next;
   }
-  return live;
+}
+
+static void adopt(iso_isolate *iso, gc_page *p);
+
+/* Sweeps and adopts every page now, on this thread: the fallback when the
+ * sweep list cannot be allocated. */
+static void sweep_all_now(iso_isolate *iso) {
+  gc_page *p = iso->heap.old.pages;
+  while (p) {
+    gc_page *n = p->next;
+    thr_store_relaxed(&p->sweep_state, (uint32_t)GC_SWEEP_PENDING);
+    adopt(iso, p);
+    p = n;
+  }
+}
+
+void gc_sweep_begin(iso_isolate *iso) {
+  gc_heap *h = &iso->heap;
+  gc_marking *m = &h->marking;
+  gc_old *o = &h->old;
+  o->lab_top = o->lab_limit = NULL; /* a filler already: see concurrent.c */
+  fl_reset(&o->fl);
+  free(m->sweep_pages);
+  m->sweep_pages = malloc((o->page_count ? o->page_count : 1) *
+                          sizeof *m->sweep_pages);
+  thr_store_release(&m->sweep_count, (size_t)0);
+  m->adopt_next = 0;
+  if (!m->sweep_pages) sweep_all_now(iso);
+  for (gc_page *p = o->pages; p && m->sweep_pages; p = p->next) {
+    thr_store_relaxed(&p->sweep_state, (uint32_t)GC_SWEEP_PENDING);
+    m->sweep_pages[m->sweep_count] = p;
+    thr_store_release(&m->sweep_count, m->sweep_count + 1);
+  }
+  thr_store_release(&m->sweep_next, (size_t)0);
+}
+
+void gc_sweep_background(iso_isolate *iso) {
+  gc_marking *m = &iso->heap.marking;
+  for (;;) {
+    size_t i = __atomic_fetch_add(&m->sweep_next, 1, __ATOMIC_ACQ_REL);
+    if (i >= thr_load_acquire(&m->sweep_count)) return;
+    gc_page *p = m->sweep_pages[i];
+    if (claim(p)) sweep_page(p);
+  }
+}
+
+bool gc_sweep_all_swept(iso_isolate *iso) {
+  gc_marking *m = &iso->heap.marking;
+  for (size_t i = m->adopt_next; i < m->sweep_count; i++) {
+    uint32_t st = thr_load_acquire(&m->sweep_pages[i]->sweep_state);
+    if (st != GC_SWEEP_SWEPT && st != GC_SWEEP_DONE) return false;
+  }
+  return true;
+}
+
+/* The owner takes a swept page: its free blocks join the free lists; an
+ * empty page goes back to the pool. */
+static void adopt(iso_isolate *iso, gc_page *p) {
+  gc_old *o = &iso->heap.old;
+  gc_sweep_ensure(p);
+  if (p->live_bytes == 0) {
+    unlink_page(o, p);
+    gc_pool_give(iso->rt->pool, p);
+    return;
+  }
+  uint64_t *blk = p->free_chain;
+  while (blk) {
+    uint64_t *next = (uint64_t *)(uintptr_t)blk[1];
+    fl_add(&o->fl, (char *)blk, gc_hdr_words(blk[0]) * 8);
+    blk = next;
+  }
+  p->free_chain = NULL;
+  thr_store_release(&p->sweep_state, (uint32_t)GC_SWEEP_DONE);
+  iso->heap.marking.live_after += p->live_bytes;
+}
+
+static void sweep_end(iso_isolate *iso);
+
+/* Adopts the next page of the sweep list; false when none is left. */
+static bool adopt_next(iso_isolate *iso) {
+  gc_marking *m = &iso->heap.marking;
+  if (m->adopt_next >= m->sweep_count) return false;
+  adopt(iso, m->sweep_pages[m->adopt_next++]);
+  return true;
+}
+
+bool gc_sweep_advance(iso_isolate *iso, size_t n) {
+  gc_marking *m = &iso->heap.marking;
+  if (thr_load_acquire(&m->state) != ISO_GC_CYCLE_SWEEPING) return false;
+  for (size_t i = 0; n == 0 || i < n; i++)
+    if (!adopt_next(iso)) break;
+  if (m->adopt_next < m->sweep_count) return false;
+  /* The cycle ends once no GC thread can still be reading the list. */
+  for (;;) {
+    pthread_mutex_lock(&m->lock);
+    bool idle = m->markers == 0;
+    if (idle) thr_store_release(&m->state, (int)ISO_GC_CYCLE_IDLE);
+    pthread_mutex_unlock(&m->lock);
+    if (idle) break;
+    sched_yield();
+  }
+  sweep_end(iso);
+  return true;
+}
+
+static void sweep_end(iso_isolate *iso) {
+  gc_heap *h = &iso->heap;
+  gc_marking *m = &h->marking;
+  free(m->sweep_pages);
+  m->sweep_pages = NULL;
+  thr_store_release(&m->sweep_count, (size_t)0);
+  m->adopt_next = 0;
+  thr_store_relaxed(&m->sweep_next, (size_t)0);
+  gc_old_update_trigger(h, gc_old_committed(h));
+  m->live_after = 0;
+  h->over_limit = gc_old_committed(h) > h->old.limit;
+  gc_young_limit_changed(iso);
 }
 
 void gc_old_release_all(iso_isolate *iso) {

@@ -81,7 +81,10 @@ void gc_pool_free(gc_pool *pool) {
 static void page_init(gc_page *p, iso_isolate *owner, uint32_t flags,
                       size_t mapping) {
   p->owner = owner;
-  p->next = NULL;
+  p->next = p->prev = NULL;
+  thr_store_relaxed(&p->sweep_state, (uint32_t)GC_SWEEP_DONE);
+  p->free_chain = NULL;
+  p->free_bytes = 0;
   p->area_start = (char *)p + GC_PAGE_HEADER_SIZE;
   p->area_end = (char *)p + (mapping < GC_PAGE_SIZE ? mapping : GC_PAGE_SIZE);
   p->mapping_size = mapping;

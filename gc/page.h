@@ -51,6 +51,14 @@ typedef struct gc_page {
   uint64_t *markbits;  /* one bit per word of the area */
   uint64_t *rsetbits;  /* old-to-young slots, one bit per word */
   size_t live_bytes;   /* old pages: bytes of objects after the last sweep */
+  struct gc_page *prev; /* old pages: the owner's list is doubly linked */
+  /* Sweeping (gc/old.c): GC_SWEEP_DONE, or _PENDING until a thread claims
+   * the page with a CAS to _BUSY; the claimer writes free_chain and
+   * free_bytes, then stores _SWEPT (release); the owner adopts the chain
+   * into its free lists and stores _DONE. */
+  uint32_t sweep_state;
+  uint64_t *free_chain; /* free blocks found by the sweep; word 1 links */
+  size_t free_bytes;
   size_t object_size;  /* large pages: the object's exact size in bytes */
   bool has_rset;       /* some rsetbits may be set */
   bool committed;      /* pool: false once the memory was given back */
@@ -59,6 +67,8 @@ typedef struct gc_page {
 
 _Static_assert(sizeof(gc_page) + 2 * GC_BITMAP_WORDS * 8 <= GC_PAGE_HEADER_SIZE,
                "page header too small");
+
+enum { GC_SWEEP_DONE = 0, GC_SWEEP_PENDING, GC_SWEEP_BUSY, GC_SWEEP_SWEPT };
 
 static inline gc_page *gc_page_of(const void *addr) {
   return (gc_page *)((uintptr_t)addr & ~(GC_PAGE_SIZE - 1));

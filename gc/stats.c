@@ -190,7 +190,13 @@ iso_status iso_gc_statistics(iso_isolate *iso, iso_gc_statistics_t *out) {
   gc_heap *h = &iso->heap;
   gc_pause_hist_read(&h->scavenge_pauses, &out->scavenge);
   gc_pause_hist_read(&h->full_pauses, &out->full);
+  gc_pause_hist_read(&h->marking_pauses, &out->marking);
   gc_pause_hist_read(&h->all_pauses, &out->all);
+  out->cycles = h->marking.cycles;
+  out->background_mark_ms =
+      (double)thr_load_relaxed(&h->marking.bg_mark_ns) / 1e6;
+  out->background_sweep_ms =
+      (double)thr_load_relaxed(&h->marking.bg_sweep_ns) / 1e6;
   out->promoted_bytes = h->promoted_bytes_total;
   size_t used = gc_young_used(iso);
   out->allocated_bytes =

@@ -13,7 +13,8 @@
  *   another isolate's page);
  * - every old-to-young slot has its remembered-set bit;
  * - the allocation area lies inside the last young page;
- * - outside a collection no mark bit is set.
+ * - outside a collection and a marking cycle no mark bit is set.
+ * gc_verify_marking (at the end of marking, below) checks the marks.
  * It walks the whole heap, garbage included: dead objects must be as
  * consistent as live ones, since the sweeper and the scavenger read them.
  */
@@ -147,6 +148,10 @@ iso_status gc_verify(iso_isolate *iso) {
   verifier v = {iso, thr_load_acquire(&iso->rt->type_count), NULL, NULL, 0,
                 ISO_OK};
   bool ok = true;
+  /* Pages that GC threads are sweeping are not walkable: finish first. */
+  if (gc_marking_state(iso) == ISO_GC_CYCLE_SWEEPING)
+    gc_marking_complete_sweep(iso);
+  bool marking = gc_marking_state(iso) != ISO_GC_CYCLE_IDLE;
   gc_make_iterable(iso);
   /* The allocation area lies in the last young page, top <= limit. */
   gc_page *last = h->young.last;
@@ -189,7 +194,7 @@ iso_status gc_verify(iso_isolate *iso) {
       tile(&v, p, p->area_start, young_end(iso, p));
     } else {
       tile(&v, p, p->area_start, p->area_end);
-      for (size_t w = 0; w < GC_BITMAP_WORDS && !h->in_gc; w++)
+      for (size_t w = 0; w < GC_BITMAP_WORDS && !h->in_gc && !marking; w++)
         if (p->markbits[w]) {
           fail(&v, "old page %p has mark bits set outside a collection "
                "(word at %p)", p, &p->markbits[w]);
@@ -218,4 +223,107 @@ iso_status iso_heap_verify(iso_isolate *iso) {
   iso_status st = ISOLATE_CHECK(iso);
   if (st != ISO_OK) return st;
   return gc_verify(iso);
+}
+
+/* ---- the end of marking ---- */
+
+typedef struct mark_checker {
+  iso_value *stack; /* young objects to scan */
+  size_t n, cap;
+  iso_value *seen; /* open addressing set of young objects pushed */
+  size_t seen_cap, seen_n;
+  iso_status status;
+} mark_checker;
+
+static bool seen_add(mark_checker *c, iso_value v) {
+  if (c->seen_n * 2 >= c->seen_cap) {
+    size_t cap = c->seen_cap ? c->seen_cap * 2 : 4096;
+    iso_value *n = calloc(cap, sizeof *n);
+    if (!n) return false;
+    for (size_t i = 0; i < c->seen_cap; i++) {
+      iso_value x = c->seen[i];
+      if (!x) continue;
+      size_t j = (size_t)(x >> 3) * 0x9e3779b97f4a7c15ull & (cap - 1);
+      while (n[j]) j = (j + 1) & (cap - 1);
+      n[j] = x;
+    }
+    free(c->seen);
+    c->seen = n;
+    c->seen_cap = cap;
+  }
+  size_t j = (size_t)(v >> 3) * 0x9e3779b97f4a7c15ull & (c->seen_cap - 1);
+  while (c->seen[j]) {
+    if (c->seen[j] == v) return false;
+    j = (j + 1) & (c->seen_cap - 1);
+  }
+  c->seen[j] = v;
+  c->seen_n++;
+  return true;
+}
+
+/* A reference found in a root, a reachable young object, or a marked old
+ * object: an old referent must be marked; a young one is scanned. */
+static void mark_check_ref(mark_checker *c, const void *where, iso_value v) {
+  if (!iso_is_ref(v) || c->status != ISO_OK) return;
+  gc_page *p = gc_page_of(gc_obj(v));
+  if (p->flags & GC_PAGE_OLD) {
+    if (!gc_mark_test(v))
+      c->status = isolate_fail(ISO_ERR_HEAP_CORRUPT,
+                               "end of marking: reachable old object %p "
+                               "(referred to from %p) is not marked",
+                               (void *)(uintptr_t)v, where);
+    return;
+  }
+  if (!(p->flags & GC_PAGE_YOUNG) || !seen_add(c, v)) return;
+  if (c->n == c->cap) {
+    size_t cap = c->cap ? c->cap * 2 : 1024;
+    iso_value *n = realloc(c->stack, cap * sizeof *n);
+    if (!n) return;
+    c->stack = n;
+    c->cap = cap;
+  }
+  c->stack[c->n++] = v;
+}
+
+static void mark_check_slots(mark_checker *c, const gc_type *types,
+                             iso_value o) {
+  uint64_t hdr = gc_header(o);
+  size_t n = gc_slots_from_header(types, hdr, gc_size_from_header(o, hdr));
+  iso_value *slots = gc_slots(o);
+  for (size_t i = 0; i < n && c->status == ISO_OK; i++)
+    mark_check_ref(c, (void *)(uintptr_t)o, thr_load_relaxed(&slots[i]));
+}
+
+static void mark_root(iso_isolate *iso, iso_value *slot, void *ctx) {
+  (void)iso;
+  mark_check_ref(ctx, slot, *slot);
+}
+
+iso_status gc_verify_marking(iso_isolate *iso) {
+  gc_heap *h = &iso->heap;
+  const gc_type *types = iso->rt->types;
+  mark_checker c = {0};
+  c.status = ISO_OK;
+  gc_make_iterable(iso);
+  /* Marked old objects refer only to marked old objects. (Their young
+   * referents are reachable: they are scanned below.) */
+  for (gc_page *p = h->old.pages; p && c.status == ISO_OK; p = p->next)
+    for (size_t w = 0; w < GC_BITMAP_WORDS; w++) {
+      uint64_t bits = p->markbits[w];
+      while (bits && c.status == ISO_OK) {
+        unsigned b = (unsigned)__builtin_ctzll(bits);
+        bits &= bits - 1;
+        mark_check_slots(&c, types,
+                         (iso_value)(uintptr_t)(p->area_start + (w * 64 + b) * 8));
+      }
+    }
+  for (gc_page *p = h->old.large; p && c.status == ISO_OK; p = p->next)
+    if (gc_bit_test(p->markbits, 0))
+      mark_check_slots(&c, types, (iso_value)(uintptr_t)p->area_start);
+  /* The roots, and the young objects they reach. */
+  isolate_visit_roots(iso, mark_root, &c);
+  while (c.n && c.status == ISO_OK) mark_check_slots(&c, types, c.stack[--c.n]);
+  free(c.stack);
+  free(c.seen);
+  return c.status;
 }

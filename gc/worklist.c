@@ -53,7 +53,7 @@ static void publish(gc_worklist *g, gc_segment *s) {
   if (s->count) {
     s->next = g->full;
     g->full = s;
-    g->full_count++;
+    thr_store_release(&g->full_count, g->full_count + 1);
   } else {
     s->next = g->spare;
     g->spare = s;
@@ -86,7 +86,7 @@ iso_value gc_worklist_pop_slow(gc_worklist_local *l) {
   s = g->full;
   if (s) {
     g->full = s->next;
-    g->full_count--;
+    thr_store_release(&g->full_count, g->full_count - 1);
   }
   pthread_mutex_unlock(&g->lock);
   if (!s) return 0;

@@ -27,7 +27,7 @@ typedef struct gc_worklist {
   pthread_mutex_t lock;
   gc_segment *full;  /* published segments, under lock */
   gc_segment *spare; /* empty segments kept for reuse, under lock */
-  size_t full_count; /* under lock */
+  size_t full_count; /* written under lock; read without it (atomic) */
 } gc_worklist;
 
 typedef struct gc_worklist_local {
@@ -41,6 +41,11 @@ void gc_worklist_destroy(gc_worklist *wl);
 void gc_worklist_local_init(gc_worklist_local *l, gc_worklist *global);
 /* Publishes what is left and releases the local segments. */
 void gc_worklist_local_finish(gc_worklist_local *l);
+/* No published segment (a hint without the lock; exact when no thread
+ * holds a local view of the list). */
+static inline bool gc_worklist_is_empty(gc_worklist *wl) {
+  return __atomic_load_n(&wl->full_count, __ATOMIC_ACQUIRE) == 0;
+}
 void gc_worklist_push_slow(gc_worklist_local *l, iso_value v);
 iso_value gc_worklist_pop_slow(gc_worklist_local *l);
 

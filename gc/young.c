@@ -175,7 +175,6 @@ static iso_value evacuate(scavenger *s, iso_value v) {
     copy_words(dst, o, bytes);
     *(uint64_t *)dst = hdr & ~GC_HDR_AGE;
     s->promoted_bytes += bytes;
-    if (s->join) gc_mark_set((iso_value)(uintptr_t)dst); /* black */
     push_promoted(s, (iso_value)(uintptr_t)dst);
   } else {
     dst = copy_space(s, bytes);
@@ -201,6 +200,23 @@ static inline bool scavenge_slot(scavenger *s, iso_value *slot) {
   return false;
 }
 
+/* The same for a slot of an old object, which a GC thread may be reading
+ * while it marks: the update is an atomic store (release, as the barrier's,
+ * since a promoted object may be what it publishes). */
+static inline bool scavenge_old_slot(scavenger *s, iso_value *slot) {
+  iso_value v = *slot;
+  if (!iso_is_ref(v)) return false;
+  uint32_t flags = gc_page_of(gc_obj(v))->flags;
+  if (flags & GC_PAGE_FROM) {
+    iso_value n = evacuate(s, v);
+    thr_store_release(slot, n);
+    return (gc_page_of(gc_obj(n))->flags & GC_PAGE_YOUNG) != 0;
+  }
+  if (flags & GC_PAGE_YOUNG) return true;
+  if (s->join) gc_mark_shade(s->join, v);
+  return false;
+}
+
 static void root_visitor(iso_isolate *iso, iso_value *slot, void *ctx) {
   (void)iso;
   scavenge_slot(ctx, slot);
@@ -209,6 +225,8 @@ static void root_visitor(iso_isolate *iso, iso_value *slot, void *ctx) {
 /* Visits the remembered set of one old or large page. */
 static void scavenge_rset(scavenger *s, gc_page *p) {
   if (!p->has_rset) return;
+  /* Dead objects' bits are cleared by the sweep: finish it first. */
+  if (!(p->flags & GC_PAGE_LARGE)) gc_sweep_ensure(p);
   size_t words = (p->flags & GC_PAGE_LARGE) ? (p->object_size + 63 * 8) / (64 * 8)
                                             : GC_BITMAP_WORDS;
   bool any = false;
@@ -220,7 +238,7 @@ static void scavenge_rset(scavenger *s, gc_page *p) {
       unsigned b = (unsigned)__builtin_ctzll(bits);
       bits &= bits - 1;
       iso_value *slot = (iso_value *)(void *)(p->area_start + (w * 64 + b) * 8);
-      if (!scavenge_slot(s, slot)) keep &= ~(1ull << b);
+      if (!scavenge_old_slot(s, slot)) keep &= ~(1ull << b);
     }
     p->rsetbits[w] = keep;
     any |= keep != 0;
@@ -233,8 +251,12 @@ static void scan_object(scavenger *s, iso_value o, bool old_host) {
   size_t n = gc_slots_from_header(s->types, hdr, gc_size_from_header(o, hdr));
   iso_value *slots = gc_slots(o);
   gc_page *host = old_host ? gc_page_of(gc_obj(o)) : NULL;
+  if (!host) {
+    for (size_t i = 0; i < n; i++) scavenge_slot(s, &slots[i]);
+    return;
+  }
   for (size_t i = 0; i < n; i++)
-    if (scavenge_slot(s, &slots[i]) && host) gc_rset_record(host, &slots[i]);
+    if (scavenge_old_slot(s, &slots[i])) gc_rset_record(host, &slots[i]);
 }
 
 /* Fetches the from-space objects that o's slots refer to: o is next in
@@ -315,7 +337,8 @@ void gc_scavenge_work(iso_isolate *iso, gc_worklist_local *join) {
   if (y->last)
     gc_fill(iso->inl.alloc_top, (size_t)(area_limit(iso) - iso->inl.alloc_top));
   gc_page *from = y->pages;
-  for (gc_page *p = from; p; p = p->next) p->flags |= GC_PAGE_FROM;
+  for (gc_page *p = from; p; p = p->next)
+    thr_fetch_or_relaxed(&p->flags, (uint32_t)GC_PAGE_FROM);
   y->pages = y->last = NULL;
   y->page_count = 0;
   set_area(iso, NULL, NULL);
@@ -353,6 +376,8 @@ void gc_scavenge_work(iso_isolate *iso, gc_worklist_local *join) {
       from->next = y->spare;
       y->spare = from;
       y->spare_count++;
+    } else if (gc_marking_active(h)) {
+      gc_marking_quarantine(iso, from);
     } else if (y->promote_all) {
       gc_pool_give_decommit(iso->rt->pool, from);
     } else {
@@ -403,6 +428,9 @@ void *gc_alloc_young_slow(iso_isolate *iso, size_t bytes) {
     return mem ? mem : out_of_memory(iso, bytes);
   }
   if (h->stress_scavenge_every && !h->in_gc) gc_stress_tick(iso);
+  /* A safepoint: the concurrent cycle's assists, its end, its sweep. */
+  if (!h->in_gc && gc_marking_state(iso) != ISO_GC_CYCLE_IDLE)
+    gc_marking_poll(iso);
   if (h->external_pressure && !h->in_gc) {
     /* Most buffers die young: a scavenge frees their stores. If external
      * memory is still well above what the last collection left, the
@@ -442,8 +470,11 @@ void *gc_alloc_young_slow(iso_isolate *iso, size_t bytes) {
     }
     gc_scavenge(iso, GC_REASON_ALLOCATION_FAILURE);
     collected = true;
-    if (h->full_gc_requested || h->over_limit)
-      gc_full(iso, h->over_limit ? GC_REASON_LIMIT : GC_REASON_TRIGGER);
+    if (h->over_limit) {
+      gc_full(iso, GC_REASON_LIMIT);
+    } else {
+      gc_cycle_poll(iso); /* may start marking: a join scavenge */
+    }
     if (h->over_limit) {
       if (gc_old_would_exceed(iso, 0)) return out_of_memory(iso, bytes);
       h->over_limit = false;

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "isolate_internal.h"
+#include "gc_internal.h"
 
 static _Thread_local char thread_token;
 
@@ -63,11 +63,8 @@ iso_isolate *iso_isolate_new(iso_runtime *rt, const iso_isolate_params *p) {
   iso->inl.handle_limit = iso->hfirst->slots + ISOLATE_HANDLE_BLOCK_SLOTS;
   iso_scope_open(iso, &iso->root_scope);
   if (gc_heap_init(iso, &params) != ISO_OK) goto fail;
-  pthread_mutex_lock(&rt->lock);
-  iso->next_in_runtime = rt->isolates;
-  rt->isolates = iso;
+  gc_registry_add(rt, iso);
   thr_fetch_add_acq_rel(&rt->isolate_count, (size_t)1);
-  pthread_mutex_unlock(&rt->lock);
   return iso;
 oom:
   isolate_fail(ISO_ERR_OUT_OF_MEMORY, "iso_isolate_new: out of memory");
@@ -85,13 +82,14 @@ iso_status iso_isolate_free(iso_isolate *iso) {
   iso_status st = ISOLATE_CHECK_OWNER(iso);
   if (st != ISO_OK) return st;
   iso_runtime *rt = iso->rt;
-  pthread_mutex_lock(&rt->lock);
-  for (iso_isolate **pp = &rt->isolates; *pp; pp = &(*pp)->next_in_runtime)
-    if (*pp == iso) {
-      *pp = iso->next_in_runtime;
-      break;
-    }
-  pthread_mutex_unlock(&rt->lock);
+  if (thr_load_relaxed(&iso->park_state) != ISOLATE_RUNNING)
+    return isolate_fail(ISO_ERR_STATE,
+                        "iso_isolate_free: '%s' is parked (unpark it first)",
+                        iso->name);
+  /* No GC thread works in the isolate from here on, and after the grace
+   * period none can find it: its pages go back to the pool at once. */
+  gc_marking_cancel(iso);
+  gc_registry_remove(rt, iso);
   thr_loop_destroy(iso);
   gc_heap_destroy(iso);
   isolate_handles_free(iso);

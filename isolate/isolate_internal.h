@@ -15,6 +15,7 @@
 #include "heap.h"
 #include "object.h"
 #include "page.h"
+#include "gc_threads.h"
 
 #ifndef ISO_DEBUG_CHECKS
 #define ISO_DEBUG_CHECKS 0
@@ -33,7 +34,10 @@ struct iso_runtime {
   uint32_t type_count; /* next id; atomic */
   uint32_t *type_index; /* open addressing, name hash -> id; under lock */
   size_t isolate_count; /* atomic */
-  iso_isolate *isolates; /* list, under lock */
+  /* The registry: every live isolate. Changed under lock, read by the GC
+   * threads under RCU (threads/gc_threads.c). */
+  struct cds_list_head isolates;
+  gc_thread_pool gc;
 };
 
 /* The descriptor of a type id, or NULL. Lock-free. */
@@ -65,7 +69,7 @@ struct iso_isolate {
   iso_inl_isolate inl; /* must be first: the public inline paths use it */
   iso_runtime *rt;
   char *name;
-  iso_isolate *next_in_runtime; /* under rt->lock */
+  struct cds_list_head rt_node; /* in rt->isolates */
   /* Thread binding: the owning thread's token, 0 when no thread has
    * entered. Changed only by CAS in enter/exit (isolate/isolate.c). */
   uintptr_t owner;
@@ -83,7 +87,16 @@ struct iso_isolate {
   void *loop;                /* event-loop state (threads/loop.c); owner */
   int wake_fd;               /* eventfd: readable once woken; any thread
                                 writes, the owner reads */
+  /* Parking (gc/concurrent.c): the owner moves RUNNING <-> PARKED; a GC
+   * thread moves PARKED -> PARKED_BUSY -> PARKED while it works on the
+   * isolate's behalf, and unparking waits for that. Atomic. */
+  int park_state;
 };
+enum { ISOLATE_RUNNING = 0, ISOLATE_PARKED, ISOLATE_PARKED_BUSY };
+/* Parks / unparks the owner's isolate around a blocking wait (unpark
+ * waits for a GC thread working on its behalf). gc/concurrent.c. */
+void gc_park(iso_isolate *iso);
+void gc_unpark(iso_isolate *iso);
 
 /* Asks iso to stop at its next safepoint with exit code code (first call
  * wins) and wakes it if it is blocked. Any thread. */

@@ -40,7 +40,7 @@ static void set_type(iso_runtime *rt, uint32_t id, const char *name,
 }
 
 iso_runtime *iso_runtime_new(const iso_runtime_params *params) {
-  iso_runtime_params p = {sizeof p, 32u << 20};
+  iso_runtime_params p = {sizeof p, 32u << 20, 0};
   if (params) {
     if (params->struct_size < sizeof(size_t) ||
         params->struct_size > 4096) {
@@ -53,6 +53,9 @@ iso_runtime *iso_runtime_new(const iso_runtime_params *params) {
                                    sizeof(size_t) &&
         params->page_pool_retain_bytes)
       p.page_pool_retain_bytes = params->page_pool_retain_bytes;
+    if (params->struct_size >= offsetof(iso_runtime_params, gc_threads) +
+                                   sizeof(unsigned))
+      p.gc_threads = params->gc_threads;
   }
   iso_runtime *rt = calloc(1, sizeof *rt);
   if (!rt) goto oom;
@@ -63,6 +66,7 @@ iso_runtime *iso_runtime_new(const iso_runtime_params *params) {
   if (!rt->types || !rt->inl_types || !rt->type_index || !rt->pool)
     goto oom;
   pthread_mutex_init(&rt->lock, NULL);
+  gc_threads_configure(rt, p.gc_threads);
   set_type(rt, GC_TYPE_FILLER, "(filler)", ISO_KIND_INVALID,
            GC_LAYOUT_NONE, 0, 0);
   set_type(rt, GC_TYPE_DOUBLE, "double", ISO_KIND_DOUBLE, GC_LAYOUT_NONE, 0,
@@ -105,6 +109,7 @@ iso_status iso_runtime_free(iso_runtime *rt) {
   if (n != 0)
     return isolate_fail(ISO_ERR_STATE,
                         "iso_runtime_free: %zu isolate(s) still alive", n);
+  gc_threads_stop(rt);
   uint32_t count = thr_load_acquire(&rt->type_count);
   for (uint32_t i = GC_TYPE_FIRST_USER; i < count; i++)
     free((char *)rt->types[i].name);

@@ -392,9 +392,22 @@ iso_status thr_port_try_receive(iso_port *port, iso_message **out) {
   return ISO_ERR_CLOSED;
 }
 
+static int block_poll(struct pollfd *fds, unsigned n, int64_t timeout_ms);
+
 int thr_block_poll(iso_isolate *iso, struct pollfd *fds, unsigned n,
                    int64_t timeout_ms) {
-  (void)iso; /* parking hooks in here */
+  /* A blocked isolate is parked, so the GC threads finish its marking
+   * cycle instead of waiting for its next safepoint (gc/concurrent.c).
+   * Not when polling, nor when the caller parked it already. */
+  bool park = iso && timeout_ms != 0 &&
+              thr_load_relaxed(&iso->park_state) == ISOLATE_RUNNING;
+  if (park) gc_park(iso);
+  int r = block_poll(fds, n, timeout_ms);
+  if (park) gc_unpark(iso);
+  return r;
+}
+
+static int block_poll(struct pollfd *fds, unsigned n, int64_t timeout_ms) {
   uint64_t deadline =
       timeout_ms > 0 ? isolate_now_ns() + (uint64_t)timeout_ms * 1000000u : 0;
   for (;;) {

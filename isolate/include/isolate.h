@@ -174,7 +174,15 @@ typedef struct iso_runtime_params {
   /* Bytes of free pages the page pool keeps mapped for reuse; pages beyond
    * this are returned to the OS. Default 32 MiB. */
   size_t page_pool_retain_bytes;
+  /* Background GC threads, shared by every isolate of the runtime, that
+   * mark and sweep old generations while the isolates run. 0: the
+   * default, one per core but one (at least one); ISO_GC_THREADS_NONE:
+   * none, each isolate does its marking and sweeping itself in bounded
+   * steps. ISO_GC_THREADS=n in the environment overrides it (n=0: none).
+   * The threads start with the runtime's first marking cycle. */
+  unsigned gc_threads;
 } iso_runtime_params;
+#define ISO_GC_THREADS_NONE 0xffffffffu
 
 /* A new runtime, or NULL (ISO_ERR_ARGUMENT, ISO_ERR_OUT_OF_MEMORY). Any
  * thread. Several runtimes may coexist; they share nothing. */
@@ -224,6 +232,7 @@ enum {
  * that they detect a broken collector. Never set them in production. */
 enum {
   ISO_DEBUG_SKIP_REMEMBERED_SET = 1u << 0, /* generational barrier off */
+  ISO_DEBUG_SKIP_MARKING_BARRIER = 1u << 1, /* snapshot barrier off */
 };
 
 typedef struct iso_gc_trace_info iso_gc_trace_info;
@@ -294,9 +303,45 @@ ISO_API iso_status iso_isolate_remove_gc_callback(iso_isolate *iso,
                                                   iso_gc_callback cb,
                                                   void *data);
 
-/* Polls for pending GC work (stress mode, requests); call it in long
- * loops that do not allocate. May allocate (runs a GC). */
+/* Polls for pending GC work (stress mode, requests, the end of a marking
+ * cycle); call it in long loops that do not allocate. May allocate (runs
+ * a GC). */
 ISO_API iso_status iso_safepoint(iso_isolate *iso);
+
+/* Parking (see docs/concurrent-marking.md). An isolate whose thread is
+ * about to block outside the library (I/O, a lock, a sleep) parks first:
+ * while parked it promises not to touch its heap, so the background GC
+ * threads finish its marking cycle on its behalf instead of waiting for
+ * its next safepoint. Unpark before using the isolate again; it waits
+ * while a GC thread is working on the isolate's behalf (briefly: a
+ * termination check and the start of sweeping, never a whole cycle).
+ * The library's own blocking calls (port receives, the event loop) park
+ * by themselves. Owning thread; park never allocates, unpark may run the
+ * GC's deferred work (callbacks, freeing dead ArrayBuffer stores).
+ * ISO_ERR_STATE when parking a parked isolate or unparking a running
+ * one. */
+ISO_API iso_status iso_isolate_park(iso_isolate *iso);
+ISO_API iso_status iso_isolate_unpark(iso_isolate *iso);
+ISO_API bool iso_isolate_is_parked(iso_isolate *iso);
+
+/* The concurrent collector of an isolate's old generation. A cycle starts
+ * by itself when the old generation grows past its trigger; these calls
+ * let programs (and tests) drive it. */
+typedef enum iso_gc_cycle_state {
+  ISO_GC_CYCLE_IDLE = 0, /* no cycle: sweeping of the last one is done */
+  ISO_GC_CYCLE_MARKING,  /* background threads mark; the barrier is on */
+  ISO_GC_CYCLE_SWEEPING, /* marking is over; dead space is being swept */
+} iso_gc_cycle_state;
+ISO_API iso_gc_cycle_state iso_gc_cycle(iso_isolate *iso);
+/* Starts a marking cycle now if none is marking (finishing the sweep of
+ * the last one first). Owning thread; may allocate (its first step is a
+ * scavenge). */
+ISO_API iso_status iso_gc_start_marking(iso_isolate *iso);
+/* Does up to max_bytes of the current cycle's marking (or sweeping) on
+ * the calling thread, as an allocation does when marking falls behind,
+ * and ends marking when nothing is left to mark. Owning thread; may
+ * allocate. */
+ISO_API iso_status iso_gc_step(iso_isolate *iso, size_t max_bytes);
 
 /* ------------------------------------------------------------------------
  * Handles, scopes and globals
@@ -771,9 +816,13 @@ typedef struct iso_pause_stats_t {
 typedef struct iso_gc_statistics_t {
   iso_pause_stats_t scavenge; /* young-generation pauses */
   iso_pause_stats_t full;     /* full-collection pauses */
+  iso_pause_stats_t marking;  /* joins, assists and ends of concurrent cycles */
   iso_pause_stats_t all;      /* every pause of this isolate */
   uint64_t promoted_bytes;    /* moved from young to old, in total */
   uint64_t allocated_bytes;   /* allocated, in total (young and old) */
+  uint64_t cycles;            /* marking cycles completed (full GCs too) */
+  double background_mark_ms;  /* marking done by GC threads for it */
+  double background_sweep_ms; /* sweeping done by GC threads for it */
 } iso_gc_statistics_t;
 /* Pause statistics of this isolate since it was created (percentiles from
  * a log-linear histogram, within 3%). Owning thread. */
@@ -923,7 +972,9 @@ ISO_INLINE iso_value iso_record_slot(iso_value r, uint32_t i) {
 ISO_INLINE void iso_inl_store(iso_isolate *iso, iso_value host,
                               iso_value *slot, iso_value v) {
   iso_value old = __atomic_load_n(slot, __ATOMIC_RELAXED);
-  __atomic_store_n(slot, v, __ATOMIC_RELAXED);
+  /* Release: a GC thread that reads v (acquire) sees the object's
+   * contents. A plain move on x86. */
+  __atomic_store_n(slot, v, __ATOMIC_RELEASE);
   if (ISO_UNLIKELY(ISO_INL(iso)->barrier_flags != 0) ||
       (iso_is_ref(v) && (ISO_INL_PAGE_FLAGS(v) & ISO_INL_PAGE_YOUNG) &&
        !(ISO_INL_PAGE_FLAGS(host) & ISO_INL_PAGE_YOUNG)))

@@ -1053,6 +1053,8 @@ bool torture_close(torture *t) {
   return !t->failed;
 }
 
+iso_isolate *torture_isolate(const torture *t) { return t->iso; }
+
 const char *torture_error(const torture *t) {
   return t->failed ? t->err : NULL;
 }

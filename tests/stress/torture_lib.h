@@ -84,6 +84,11 @@ bool torture_check(torture *t);
  * ArrayBuffer freed exactly once). Idempotent. */
 bool torture_close(torture *t);
 
+/* The engine's isolate (NULL once closed), for drivers that also call
+ * into it between steps: what they do must leave the engine's roots and
+ * objects alone (collect, step a marking cycle, park). */
+iso_isolate *torture_isolate(const torture *t);
+
 /* The first failure, or NULL. */
 const char *torture_error(const torture *t);
 

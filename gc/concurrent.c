@@ -1,0 +1,522 @@
+/*
+ * Concurrent, incremental marking and concurrent sweeping of an isolate's
+ * old generation, and the parked/running protocol that lets the GC threads
+ * finish a cycle for an isolate that is blocked.
+ *
+ * Note [One cycle per isolate]
+ * Isolates share no objects, so the old objects of an isolate are reachable
+ * only from that isolate's roots and young generation. A marking cycle
+ * therefore covers one isolate's part of the shared old space, and every
+ * isolate has its own cycles, started by its own trigger; the GC threads
+ * of the runtime are shared by all of them and work on every isolate that
+ * has a cycle running (docs/concurrent-marking.md says why this beats one
+ * runtime-wide cycle: no isolate ever waits for another's safepoint).
+ *
+ *   IDLE --(owner, at a safepoint: the join)--> MARKING
+ *   MARKING --(no grey object left; owner at a safepoint, or a GC thread
+ *             holding the parked isolate)--> FINISHING --> SWEEPING
+ *   SWEEPING --(every swept page adopted by the owner)--> IDLE
+ *
+ * 1. Join. The owner scavenges; the scavenge shades every old object that
+ *    a root or a surviving young object refers to, and promotes black.
+ *    From then on the snapshot barrier is on (gc/barrier.c) and objects
+ *    allocated in the old space are black (gc/old.c).
+ * 2. Marking. GC threads trace grey objects from the isolate's worklist
+ *    and the entries its barrier leaves in its ring. The owner helps in
+ *    bounded steps (assists) when it allocates in the old space faster than
+ *    the markers trace, or always when the runtime has no GC threads.
+ * 3. Termination. Marking is over when the worklist and the ring are
+ *    empty, no GC thread is tracing for the isolate, and the isolate is at
+ *    a safepoint (so no barrier is half done). Only the isolate itself
+ *    mutates its objects, so this check, made under the cycle's lock by the
+ *    owner at a safepoint or by a GC thread that holds the parked isolate,
+ *    is the whole handshake: it needs no other isolate.
+ * 4. Sweeping. The finishing thread frees dead large objects and hands
+ *    every old page to the sweepers; GC threads sweep pages into per-page
+ *    free chains, the owner adopts swept pages as it needs space (sweeping
+ *    a page itself if no GC thread has), and the cycle is over once every
+ *    page is adopted. A new cycle first completes the sweep of the last.
+ *
+ * Who touches what. state, markers and cancelled: under m->lock (state is
+ * also read without it). The worklist: any thread, through its own local
+ * view. The ring: the owner enqueues; markers (and the owner) dequeue.
+ * Everything else of the heap: the owner, or a GC thread while it holds
+ * the isolate parked (park_state ISOLATE_PARKED_BUSY).
+ *
+ * Young pages evacuated while marking are quarantined (kept from the pool)
+ * until marking ends: a marker may have read a young reference from an old
+ * slot just before the scavenge updated the slot, and must not find the
+ * page reused as an old page, where the reference would look like an old
+ * object to mark.
+ */
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "gc_internal.h"
+#include "gc_threads.h"
+
+/* Internal state between MARKING and SWEEPING: marking is over, the
+ * sweeping is being set up; nobody may join as a marker. */
+#define GC_CYCLE_FINISHING 3
+
+/* Marking work per assist, and the old-space growth between assists. */
+#define ASSIST_BYTES ((size_t)512 << 10)
+#define ASSIST_EVERY ((size_t)1 << 20)
+/* A GC thread checks for cancellation every this many objects. */
+#define CANCEL_CHECK_EVERY 1024
+
+static int load_state(gc_marking *m) { return thr_load_acquire(&m->state); }
+
+static void set_state(gc_marking *m, int st) { thr_store_release(&m->state, st); }
+
+iso_status gc_marking_init(iso_isolate *iso) {
+  gc_marking *m = &iso->heap.marking;
+  pthread_mutex_init(&m->lock, NULL);
+  gc_worklist_init(&m->wl);
+  m->ring_buf = calloc(GC_RING_SIZE, sizeof *m->ring_buf);
+  if (!m->ring_buf)
+    return isolate_fail(ISO_ERR_OUT_OF_MEMORY, "iso_isolate_new: out of memory");
+  ck_ring_init(&m->ring, GC_RING_SIZE);
+  gc_worklist_local_init(&m->local, &m->wl);
+  return ISO_OK;
+}
+
+static void release_quarantine(iso_isolate *iso) {
+  gc_marking *m = &iso->heap.marking;
+  gc_page *p = m->quarantine;
+  while (p) {
+    gc_page *n = p->next;
+    gc_pool_give(iso->rt->pool, p);
+    p = n;
+  }
+  m->quarantine = NULL;
+  m->quarantine_count = 0;
+}
+
+void gc_marking_quarantine(iso_isolate *iso, gc_page *p) {
+  gc_marking *m = &iso->heap.marking;
+  thr_store_release(&p->flags, (uint32_t)GC_PAGE_FREE);
+  p->next = m->quarantine;
+  m->quarantine = p;
+  m->quarantine_count++;
+}
+
+/* Waits until no GC thread works for the isolate, new ones being kept out
+ * by cancelled or by the state. */
+static void wait_markers_gone(gc_marking *m) {
+  for (;;) {
+    pthread_mutex_lock(&m->lock);
+    int n = m->markers;
+    pthread_mutex_unlock(&m->lock);
+    if (n == 0) return;
+    sched_yield();
+  }
+}
+
+void gc_marking_cancel(iso_isolate *iso) {
+  gc_marking *m = &iso->heap.marking;
+  pthread_mutex_lock(&m->lock);
+  m->cancelled = true;
+  thr_store_relaxed(&m->cancelled_flag, 1);
+  pthread_mutex_unlock(&m->lock);
+  wait_markers_gone(m);
+}
+
+void gc_marking_destroy(iso_isolate *iso) {
+  gc_marking *m = &iso->heap.marking;
+  /* Pages of the sweep list are still on the old list: released there. */
+  free(m->sweep_pages);
+  m->sweep_pages = NULL;
+  gc_worklist_local_finish(&m->local);
+  gc_worklist_destroy(&m->wl);
+  free(m->ring_buf);
+  m->ring_buf = NULL;
+  release_quarantine(iso);
+  pthread_mutex_destroy(&m->lock);
+}
+
+iso_gc_cycle_state gc_marking_state(iso_isolate *iso) {
+  int st = load_state(&iso->heap.marking);
+  return st == GC_CYCLE_FINISHING ? ISO_GC_CYCLE_SWEEPING
+                                  : (iso_gc_cycle_state)st;
+}
+
+bool gc_marking_active(const gc_heap *h) {
+  return thr_load_relaxed(&h->marking.state) == ISO_GC_CYCLE_MARKING;
+}
+
+/* ---- marking work ---- */
+
+/* Moves barrier entries from the ring to l. They are grey already (the
+ * barrier set their mark bits). */
+static size_t take_ring(gc_marking *m, gc_worklist_local *l) {
+  size_t n = 0;
+  void *e;
+  while (ck_ring_dequeue_spmc(&m->ring, m->ring_buf, &e)) {
+    gc_worklist_push(l, (iso_value)(uintptr_t)e);
+    n++;
+  }
+  return n;
+}
+
+/* Traces grey objects until budget bytes are traced or nothing is left
+ * (in l, the shared worklist and the ring). Returns the bytes traced. */
+static size_t drain(iso_isolate *iso, gc_worklist_local *l, size_t budget,
+                    const int *cancel) {
+  gc_marking *m = &iso->heap.marking;
+  const gc_type *types = iso->rt->types;
+  size_t bytes = 0, objects = 0;
+  for (;;) {
+    iso_value o = gc_worklist_pop(l);
+    if (!o) {
+      if (take_ring(m, l) == 0) break;
+      continue;
+    }
+    bytes += gc_mark_trace(types, l, o);
+    if (++objects % CANCEL_CHECK_EVERY == 0) {
+      if (cancel && thr_load_relaxed(cancel)) break;
+      take_ring(m, l);
+    }
+    if (bytes >= budget) break;
+  }
+  thr_fetch_add_relaxed(&m->marked_bytes, bytes);
+  return bytes;
+}
+
+void gc_marking_barrier(iso_isolate *iso, iso_value old) {
+  gc_page *p = gc_page_of(gc_obj(old));
+  if (!(thr_load_relaxed(&p->flags) & GC_PAGE_OLD)) return;
+  if (!gc_bit_set_atomic(p->markbits, gc_page_word_index(p, gc_obj(old))))
+    return; /* grey or black already */
+  gc_marking *m = &iso->heap.marking;
+  if (ck_ring_enqueue_spmc(&m->ring, m->ring_buf, (void *)(uintptr_t)old)) {
+    /* A quarter full: wake the markers rather than let it overflow. */
+    if (ck_ring_size(&m->ring) == GC_RING_SIZE / 4)
+      gc_threads_notify(iso->rt);
+    return;
+  }
+  /* The ring is full: the markers are behind. Mark the entry here, a
+   * bounded amount of it, and leave the rest to them. */
+  gc_worklist_push(&m->local, old);
+  drain(iso, &m->local, ASSIST_BYTES / 4, NULL);
+  gc_worklist_local_finish(&m->local);
+  gc_threads_notify(iso->rt);
+}
+
+static bool nothing_grey(gc_marking *m) {
+  return ck_ring_size(&m->ring) == 0 && gc_worklist_is_empty(&m->wl);
+}
+
+/* ---- the end of marking ---- */
+
+static void finish_marking(iso_isolate *iso, bool on_owner);
+
+/* Ends marking if nothing is left to mark. The caller is the owner at a
+ * safepoint, or a GC thread holding the parked isolate. */
+static bool try_finish(iso_isolate *iso, bool on_owner) {
+  gc_marking *m = &iso->heap.marking;
+  gc_worklist_local_finish(&m->local);
+  pthread_mutex_lock(&m->lock);
+  bool done = m->state == ISO_GC_CYCLE_MARKING && !m->cancelled &&
+              m->markers == 0 && nothing_grey(m);
+  if (done) set_state(m, GC_CYCLE_FINISHING);
+  pthread_mutex_unlock(&m->lock);
+  if (done) finish_marking(iso, on_owner);
+  return done;
+}
+
+static void finish_marking(iso_isolate *iso, bool on_owner) {
+  gc_heap *h = &iso->heap;
+  gc_marking *m = &h->marking;
+  uint64_t t0 = isolate_now_ns();
+  iso->inl.barrier_flags &= ~GC_BARRIER_MARKING;
+  if (h->flags & ISO_ISOLATE_VERIFY_HEAP) {
+    if (gc_verify_marking(iso) != ISO_OK) {
+      fprintf(stderr, "libisolate: marking verification failed: %s\n",
+              iso_last_error());
+      abort();
+    }
+  }
+  gc_old_retire_lab(iso);
+  gc_externs_after_mark(iso, !on_owner);
+  gc_large_sweep(iso);
+  release_quarantine(iso);
+  gc_sweep_begin(iso);
+  uint64_t t1 = isolate_now_ns();
+  m->cycles++;
+  if (on_owner && !h->in_gc) {
+    gc_pause_record(iso, GC_PAUSE_MARKING, (double)(t1 - t0) / 1e6);
+    m->cycle_pause_ms += (double)(t1 - t0) / 1e6;
+  }
+  pthread_mutex_lock(&m->lock);
+  set_state(m, ISO_GC_CYCLE_SWEEPING);
+  pthread_mutex_unlock(&m->lock);
+  gc_threads_notify(iso->rt);
+}
+
+/* ---- starting a cycle ---- */
+
+void gc_marking_start(iso_isolate *iso, gc_reason reason) {
+  gc_heap *h = &iso->heap;
+  gc_marking *m = &h->marking;
+  if (load_state(m) == ISO_GC_CYCLE_MARKING) return;
+  gc_marking_complete_sweep(iso);
+  gc_threads_start(iso->rt);
+  h->full_gc_requested = false;
+  /* A full collection (in_gc) reports itself: no cycle line. */
+  m->reason = h->in_gc ? -1 : (int)reason;
+  m->start_ns = isolate_now_ns();
+  m->used_before = gc_heap_used(iso);
+  m->total_before = gc_heap_total(iso);
+  m->cycle_pause_ms = 0;
+  m->cycle_bg_mark_ns = thr_load_relaxed(&m->bg_mark_ns);
+  m->cycle_bg_sweep_ns = thr_load_relaxed(&m->bg_sweep_ns);
+  thr_store_relaxed(&m->marked_bytes, (size_t)0);
+  pthread_mutex_lock(&m->lock);
+  set_state(m, ISO_GC_CYCLE_MARKING);
+  pthread_mutex_unlock(&m->lock);
+  if (!(h->debug_flags & ISO_DEBUG_SKIP_MARKING_BARRIER))
+    iso->inl.barrier_flags |= GC_BARRIER_MARKING;
+  /* The join: a scavenge that shades what roots and survivors refer to. */
+  double ms = gc_scavenge_join(iso, &m->local);
+  gc_worklist_local_finish(&m->local);
+  m->cycle_pause_ms += ms;
+  size_t c = gc_old_committed(h);
+  m->assist_at = c + (c / 4 > ASSIST_EVERY ? c / 4 : ASSIST_EVERY);
+  gc_threads_notify(iso->rt);
+}
+
+/* ---- the owner's part: assists, polling, reports ---- */
+
+static void report(iso_isolate *iso) {
+  gc_heap *h = &iso->heap;
+  gc_marking *m = &h->marking;
+  gc_externs_free_deferred(iso);
+  double bg_mark =
+      (double)(thr_load_relaxed(&m->bg_mark_ns) - m->cycle_bg_mark_ns) / 1e6;
+  double bg_sweep =
+      (double)(thr_load_relaxed(&m->bg_sweep_ns) - m->cycle_bg_sweep_ns) / 1e6;
+  gc_cycle_report(iso, m->used_before, m->total_before, m->cycle_pause_ms,
+                  bg_mark, bg_sweep, m->start_ns, (gc_reason)m->reason);
+}
+
+/* A cycle that a GC thread completed for the parked isolate is reported
+ * by the owner. */
+static void report_elsewhere(iso_isolate *iso) {
+  gc_marking *m = &iso->heap.marking;
+  if (m->finished_elsewhere && load_state(m) == ISO_GC_CYCLE_IDLE) {
+    m->finished_elsewhere = false;
+    report(iso);
+  }
+}
+
+/* Owner: adopts up to n swept pages (0: all) and reports the cycle if
+ * that completed it. */
+static void advance_sweep(iso_isolate *iso, size_t n) {
+  if (gc_sweep_advance(iso, n) && iso->heap.marking.reason >= 0) report(iso);
+}
+
+void gc_marking_complete_sweep(iso_isolate *iso) {
+  if (load_state(&iso->heap.marking) != ISO_GC_CYCLE_IDLE) advance_sweep(iso, 0);
+}
+
+size_t gc_marking_step(iso_isolate *iso, size_t budget) {
+  gc_marking *m = &iso->heap.marking;
+  if (load_state(m) != ISO_GC_CYCLE_MARKING) return 0;
+  uint64_t t0 = isolate_now_ns();
+  size_t done = drain(iso, &m->local, budget, NULL);
+  if (done < budget) {
+    try_finish(iso, true);
+  } else {
+    gc_worklist_local_finish(&m->local);
+  }
+  double ms = (double)(isolate_now_ns() - t0) / 1e6;
+  gc_pause_record(iso, GC_PAUSE_MARKING, ms);
+  m->cycle_pause_ms += ms;
+  return done;
+}
+
+void gc_marking_poll(iso_isolate *iso) {
+  gc_heap *h = &iso->heap;
+  gc_marking *m = &h->marking;
+  int st = load_state(m);
+  if (st == ISO_GC_CYCLE_MARKING) {
+    if (!gc_threads_running(iso->rt)) {
+      gc_marking_step(iso, ASSIST_BYTES);
+    } else if (gc_old_committed(h) > m->assist_at) {
+      m->assist_at = gc_old_committed(h) + ASSIST_EVERY;
+      gc_marking_step(iso, ASSIST_BYTES);
+    } else if (nothing_grey(m)) {
+      try_finish(iso, true);
+    }
+  } else if (st == ISO_GC_CYCLE_SWEEPING) {
+    advance_sweep(iso, 8);
+  }
+  report_elsewhere(iso);
+}
+
+void gc_marking_finish_now(iso_isolate *iso) {
+  gc_marking *m = &iso->heap.marking;
+  while (load_state(m) == ISO_GC_CYCLE_MARKING) {
+    drain(iso, &m->local, SIZE_MAX, NULL);
+    if (try_finish(iso, true)) break;
+    /* A GC thread still traces: its leftovers come back to the shared
+     * worklist when it leaves. */
+    sched_yield();
+  }
+  gc_marking_complete_sweep(iso);
+}
+
+/* ---- GC threads ---- */
+
+bool gc_background_wanted(iso_isolate *iso) {
+  gc_marking *m = &iso->heap.marking;
+  int st = load_state(m);
+  if (st == ISO_GC_CYCLE_MARKING)
+    return !nothing_grey(m) ||
+           thr_load_acquire(&iso->park_state) == ISOLATE_PARKED;
+  if (st == ISO_GC_CYCLE_SWEEPING)
+    return thr_load_relaxed(&m->sweep_next) <
+               thr_load_acquire(&m->sweep_count) ||
+           thr_load_acquire(&iso->park_state) == ISOLATE_PARKED;
+  return false;
+}
+
+bool gc_background_enter(iso_isolate *iso) {
+  gc_marking *m = &iso->heap.marking;
+  pthread_mutex_lock(&m->lock);
+  bool ok = !m->cancelled && (m->state == ISO_GC_CYCLE_MARKING ||
+                              m->state == ISO_GC_CYCLE_SWEEPING);
+  if (ok) m->markers++;
+  pthread_mutex_unlock(&m->lock);
+  return ok;
+}
+
+/* Takes the parked isolate for GC work on its behalf. */
+static bool hold_parked(iso_isolate *iso) {
+  int expected = ISOLATE_PARKED;
+  return thr_cas_acq_rel(&iso->park_state, &expected, ISOLATE_PARKED_BUSY);
+}
+
+static void release_parked(iso_isolate *iso) {
+  thr_store_release(&iso->park_state, ISOLATE_PARKED);
+}
+
+void gc_background_work(iso_isolate *iso, const int *cancel) {
+  gc_marking *m = &iso->heap.marking;
+  int st = load_state(m);
+  uint64_t t0 = isolate_now_ns();
+  if (st == ISO_GC_CYCLE_MARKING) {
+    gc_worklist_local l;
+    gc_worklist_local_init(&l, &m->wl);
+    drain(iso, &l, SIZE_MAX, cancel);
+    gc_worklist_local_finish(&l);
+    thr_fetch_add_relaxed(&m->bg_mark_ns, isolate_now_ns() - t0);
+  } else if (st == ISO_GC_CYCLE_SWEEPING) {
+    gc_sweep_background(iso);
+    thr_fetch_add_relaxed(&m->bg_sweep_ns, isolate_now_ns() - t0);
+  }
+  pthread_mutex_lock(&m->lock);
+  m->markers--;
+  bool cancelled = m->cancelled;
+  pthread_mutex_unlock(&m->lock);
+  if (cancelled || !hold_parked(iso)) return;
+  /* The isolate is parked and cannot reach a safepoint: end its marking,
+   * or adopt its swept pages, on its behalf. */
+  st = load_state(m);
+  if (st == ISO_GC_CYCLE_MARKING) {
+    if (try_finish(iso, false)) st = load_state(m);
+  }
+  if (st == ISO_GC_CYCLE_SWEEPING && gc_sweep_all_swept(iso)) {
+    if (gc_sweep_advance(iso, 0)) m->finished_elsewhere = true;
+  }
+  release_parked(iso);
+}
+
+/* ---- parking ---- */
+
+void gc_park(iso_isolate *iso) {
+  gc_marking *m = &iso->heap.marking;
+  gc_worklist_local_finish(&m->local);
+  thr_store_release(&iso->park_state, ISOLATE_PARKED);
+  if (load_state(m) != ISO_GC_CYCLE_IDLE) gc_threads_notify(iso->rt);
+}
+
+void gc_unpark(iso_isolate *iso) {
+  for (unsigned spins = 0;; spins++) {
+    int expected = ISOLATE_PARKED;
+    if (thr_cas_acq_rel(&iso->park_state, &expected, ISOLATE_RUNNING)) break;
+    /* A GC thread works on the isolate's behalf: a termination check or
+     * the adoption of swept pages, both short. */
+    if (spins < 64) {
+      sched_yield();
+    } else {
+      struct timespec ts = {0, 50000};
+      nanosleep(&ts, NULL);
+    }
+  }
+  gc_marking_poll(iso);
+}
+
+/* ---- public API ---- */
+
+iso_status iso_isolate_park(iso_isolate *iso) {
+  iso_status st = ISOLATE_CHECK_OWNER(iso);
+  if (st != ISO_OK) return st;
+  if (thr_load_relaxed(&iso->park_state) != ISOLATE_RUNNING)
+    return isolate_fail(ISO_ERR_STATE, "iso_isolate_park: '%s' is parked already",
+                        iso->name);
+  if (iso->heap.in_gc)
+    return isolate_fail(ISO_ERR_STATE,
+                        "iso_isolate_park: called from inside a collection");
+  gc_park(iso);
+  return ISO_OK;
+}
+
+iso_status iso_isolate_unpark(iso_isolate *iso) {
+  iso_status st = ISOLATE_CHECK_OWNER(iso);
+  if (st != ISO_OK) return st;
+  if (thr_load_relaxed(&iso->park_state) == ISOLATE_RUNNING)
+    return isolate_fail(ISO_ERR_STATE, "iso_isolate_unpark: '%s' is not parked",
+                        iso->name);
+  gc_unpark(iso);
+  return ISO_OK;
+}
+
+bool iso_isolate_is_parked(iso_isolate *iso) {
+  return iso && thr_load_acquire(&iso->park_state) != ISOLATE_RUNNING;
+}
+
+iso_gc_cycle_state iso_gc_cycle(iso_isolate *iso) {
+  return iso ? gc_marking_state(iso) : ISO_GC_CYCLE_IDLE;
+}
+
+iso_status iso_gc_start_marking(iso_isolate *iso) {
+  iso_status st = ISOLATE_CHECK(iso);
+  if (st != ISO_OK) return st;
+  if (iso->heap.in_gc)
+    return isolate_fail(ISO_ERR_STATE,
+                        "iso_gc_start_marking: called from inside a collection");
+  gc_marking_start(iso, GC_REASON_TESTING);
+  return ISO_OK;
+}
+
+iso_status iso_gc_step(iso_isolate *iso, size_t max_bytes) {
+  iso_status st = ISOLATE_CHECK(iso);
+  if (st != ISO_OK) return st;
+  if (iso->heap.in_gc)
+    return isolate_fail(ISO_ERR_STATE,
+                        "iso_gc_step: called from inside a collection");
+  gc_marking *m = &iso->heap.marking;
+  int s = load_state(m);
+  if (s == ISO_GC_CYCLE_MARKING) {
+    gc_marking_step(iso, max_bytes ? max_bytes : 1);
+  } else if (s == ISO_GC_CYCLE_SWEEPING) {
+    advance_sweep(iso, max_bytes / GC_PAGE_SIZE + 1);
+  }
+  report_elsewhere(iso);
+  return ISO_OK;
+}

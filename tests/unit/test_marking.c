@@ -1,0 +1,762 @@
+/*
+ * The concurrent marking collector seen from the API: parking, the states
+ * of a cycle, what a cycle keeps and what it frees, background threads
+ * finishing a cycle for a parked isolate, and a lost-object test aimed at
+ * the marking barrier.
+ *
+ * The lost-object test moves objects the marker has not reached yet into
+ * an object it has already scanned, and erases the only other reference.
+ * Without a barrier the marker never sees them again: they are swept,
+ * their memory is reused, and the checksums they carry show it. Run with
+ * --no-barrier (ISO_DEBUG_SKIP_MARKING_BARRIER) the test must fail; meson
+ * runs it that way too, as an expected failure, to show the test can see
+ * a broken barrier. That run exits 1 only when it found lost objects, and
+ * 99 (an error, not the expected failure) when marking ended before
+ * anything could be lost.
+ *
+ * Every test but the background one uses a runtime without GC threads
+ * (ISO_GC_THREADS_NONE): marking then advances only through iso_gc_step()
+ * on the isolate's own thread, so what the marker has scanned when the
+ * program mutates is the same on every run.
+ */
+#include <time.h>
+#include <unistd.h>
+
+#include "helpers.h"
+
+static iso_runtime *rt_none; /* no GC threads: deterministic marking */
+static iso_runtime *rt_bg;   /* the default: background GC threads */
+static bool no_barrier;      /* --no-barrier: only the lost-object test */
+
+/* Record types, registered in each runtime. */
+typedef struct types {
+  iso_type holder;  /* slot: the leaf */
+  iso_type leaf;    /* slots: index, check; raw: 16 checksum bytes */
+  iso_type filler;  /* the leaf's layout, to reuse the leaves' memory */
+  iso_type garbage; /* slot: next; counted to see it freed */
+  iso_type node;    /* slots: value, next; raw: 8 bytes */
+} types;
+static types ty_none, ty_bg;
+
+enum { LEAF_SLOTS = 2, LEAF_RAW = 16 };
+
+static void register_types(iso_runtime *rt, types *t) {
+  t->holder = unit_register(rt, "MarkHolder", 1, 0);
+  t->leaf = unit_register(rt, "MarkLeaf", LEAF_SLOTS, LEAF_RAW);
+  t->filler = unit_register(rt, "MarkFiller", LEAF_SLOTS, LEAF_RAW);
+  t->garbage = unit_register(rt, "MarkGarbage", 1, 0);
+  t->node = unit_register(rt, "MarkNode", 2, 8);
+}
+
+static iso_isolate *new_isolate(iso_runtime *rt, unsigned debug_flags) {
+  iso_isolate_params p = unit_params();
+  p.name = "marking";
+  p.debug_flags = debug_flags;
+  iso_isolate *iso = iso_isolate_new(rt, &p);
+  CHECK(iso != NULL);
+  return iso;
+}
+
+static void sleep_ms(long ms) {
+  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+/* A cycle needs at most this many steps of 4 KiB in these tests (a few
+ * MiB of heap); past it, iso_gc_step is not making progress. */
+#define STEP_LIMIT 1000000
+
+/* Steps until no cycle runs: marking ends, then sweeping does. */
+static void finish_cycle(iso_isolate *iso) {
+  long steps = 0;
+  while (iso_gc_cycle(iso) != ISO_GC_CYCLE_IDLE) {
+    CHECK_OK(iso_gc_step(iso, 4096));
+    CHECK_LT(++steps, STEP_LIMIT);
+  }
+}
+
+/* Young objects reachable now end up in the old generation: the first
+ * scavenge copies them within the young generation, the second promotes
+ * them. */
+static void promote(iso_isolate *iso) {
+  CHECK_OK(iso_gc(iso, ISO_GC_MINOR));
+  CHECK_OK(iso_gc(iso, ISO_GC_MINOR));
+}
+
+static uint64_t mix(uint64_t x) {
+  x ^= x >> 30;
+  x *= 0xbf58476d1ce4e5b9ull;
+  x ^= x >> 27;
+  x *= 0x94d049bb133111ebull;
+  x ^= x >> 31;
+  return x;
+}
+
+/* ---- the lost-object test ---- */
+
+/* The check word of leaf i of round r: a small integer the leaf carries
+ * in a slot, and (with its complement) in its raw bytes. */
+static int64_t leaf_check(size_t i, int round) {
+  return (int64_t)(mix(i * 0x9e3779b97f4a7c15ull + (uint64_t)round + 1) >> 4);
+}
+
+static iso_value make_leaf(iso_isolate *iso, const types *t, size_t i,
+                           int round, iso_handle *out) {
+  int64_t c = leaf_check(i, round);
+  iso_value init[LEAF_SLOTS] = {iso_smi((int64_t)i), iso_smi(c)};
+  iso_handle h = iso_record_new(iso, t->leaf);
+  CHECK(h != NULL);
+  for (uint32_t k = 0; k < LEAF_SLOTS; k++)
+    CHECK_OK(iso_record_set(iso, iso_get(h), k, init[k]));
+  uint64_t raw[2] = {(uint64_t)c ^ 0x5bd1e995u, ~(uint64_t)c};
+  void *p = iso_record_raw(iso_get(h));
+  CHECK(p != NULL);
+  memcpy(p, raw, sizeof raw);
+  *out = h;
+  return iso_get(h);
+}
+
+/* Reads what should be leaf `want` (or any leaf when want is SIZE_MAX)
+ * through calls that check what they are given, so a reference to freed
+ * or reused memory is reported rather than followed. Returns the leaf's
+ * index, or SIZE_MAX with what was wrong in why. */
+static size_t read_leaf(const types *t, iso_value v, int round, char *why,
+                        size_t cap) {
+  iso_kind k = iso_kind_of(v);
+  if (k != ISO_KIND_RECORD) {
+    snprintf(why, cap, "a value of kind %s, not a record", iso_kind_name(k));
+    return SIZE_MAX;
+  }
+  iso_type ty = iso_type_of(v);
+  if (ty != t->leaf) {
+    snprintf(why, cap, "a %s (type %u), not a MarkLeaf",
+             ty == t->filler ? "MarkFiller" : "record", ty);
+    return SIZE_MAX;
+  }
+  if (iso_record_slot_count(v) != LEAF_SLOTS ||
+      iso_record_raw_size(v) != LEAF_RAW) {
+    snprintf(why, cap, "a MarkLeaf of the wrong shape");
+    return SIZE_MAX;
+  }
+  iso_value iv = iso_record_slot(v, 0), cv = iso_record_slot(v, 1);
+  if (!iso_is_smi(iv) || !iso_is_smi(cv)) {
+    snprintf(why, cap, "a MarkLeaf whose slots are not integers");
+    return SIZE_MAX;
+  }
+  int64_t i = iso_smi_value(iv);
+  if (i < 0 || iso_smi_value(cv) != leaf_check((size_t)i, round)) {
+    snprintf(why, cap, "a MarkLeaf with index %lld and a bad check word",
+             (long long)i);
+    return SIZE_MAX;
+  }
+  uint64_t raw[2];
+  const void *p = iso_record_raw(v);
+  if (p == NULL) {
+    snprintf(why, cap, "a MarkLeaf without raw bytes");
+    return SIZE_MAX;
+  }
+  memcpy(raw, p, sizeof raw);
+  uint64_t c = (uint64_t)iso_smi_value(cv);
+  if (raw[0] != (c ^ 0x5bd1e995u) || raw[1] != ~c) {
+    snprintf(why, cap, "MarkLeaf %lld with damaged raw bytes", (long long)i);
+    return SIZE_MAX;
+  }
+  return (size_t)i;
+}
+
+enum { LOST_N = 2000, LOST_ROUNDS = 4, LOST_REPORT = 8 };
+
+/* Counts a leaf found in a sink or a holder; reports damage. Returns the
+ * number of problems (0 or 1). */
+static int account_leaf(const types *t, iso_value v, int round,
+                        unsigned char *seen, const char *where, size_t at,
+                        int *reported) {
+  char why[160];
+  size_t i = read_leaf(t, v, round, why, sizeof why);
+  if (i == SIZE_MAX || i >= LOST_N || seen[i]) {
+    if (i != SIZE_MAX)
+      snprintf(why, sizeof why, "leaf %zu, %s", i,
+               i >= LOST_N ? "out of range" : "a second time");
+    if ((*reported)++ < LOST_REPORT)
+      printf("# round %d: %s[%zu] holds %s\n", round, where, at, why);
+    return 1;
+  }
+  seen[i] = 1;
+  return 0;
+}
+
+/* One round: build, mark while moving leaves, sweep, reuse, verify.
+ * Returns the moves made while marking. */
+static size_t lost_object_round(iso_isolate *iso, const types *t, int round,
+                                size_t budget) {
+  iso_scope sc;
+  iso_scope_open(iso, &sc);
+  finish_cycle(iso);
+  /* Two sinks, rooted by the first and the last handle of the round, and
+   * the leaves moved alternately into each from both ends of X: whatever
+   * order the collector scans roots and worklists in, some moves take a
+   * leaf from a holder it has not scanned into a sink it has. */
+  iso_handle sink_a = iso_array_new(iso, LOST_N);
+  CHECK(sink_a != NULL);
+  /* The leaves first and together, so the ones lost together leave holes
+   * large enough for the allocator to reuse. */
+  iso_handle leaves = iso_array_new(iso, LOST_N);
+  CHECK(leaves != NULL);
+  for (size_t i = 0; i < LOST_N; i++) {
+    iso_scope in;
+    iso_scope_open(iso, &in);
+    iso_handle leaf;
+    make_leaf(iso, t, i, round, &leaf);
+    CHECK_OK(iso_array_set(iso, iso_get(leaves), i, iso_get(leaf)));
+    CHECK_OK(iso_scope_close(&in));
+  }
+  iso_handle x = iso_array_new(iso, LOST_N);
+  CHECK(x != NULL);
+  for (size_t i = 0; i < LOST_N; i++) {
+    iso_scope in;
+    iso_scope_open(iso, &in);
+    iso_handle h = iso_record_new(iso, t->holder);
+    CHECK(h != NULL);
+    iso_handle leaf = iso_array_get(iso, iso_get(leaves), i);
+    CHECK(leaf != NULL);
+    CHECK_OK(iso_record_set(iso, iso_get(h), 0, iso_get(leaf)));
+    CHECK_OK(iso_array_set(iso, iso_get(x), i, iso_get(h)));
+    CHECK_OK(iso_scope_close(&in));
+  }
+  promote(iso);
+  /* From here on the holders hold the only references to the leaves. */
+  iso_handle_set(leaves, ISO_UNDEFINED);
+  iso_handle sink_b = iso_array_new(iso, LOST_N);
+  CHECK(sink_b != NULL);
+  promote(iso);
+  finish_cycle(iso);
+
+  CHECK_OK(iso_gc_start_marking(iso));
+  size_t front = 0, back = LOST_N, moves = 0, na = 0, nb = 0;
+  long steps = 0;
+  iso_gc_cycle_state st;
+  while ((st = iso_gc_cycle(iso)) == ISO_GC_CYCLE_MARKING) {
+    CHECK_OK(iso_gc_step(iso, budget));
+    CHECK_LT(++steps, STEP_LIMIT);
+    if (front >= back) continue;
+    /* Nothing below allocates: the marker advances only in the step. */
+    iso_scope in;
+    iso_scope_open(iso, &in);
+    size_t i = moves % 2 ? front++ : --back;
+    iso_handle h = iso_array_get(iso, iso_get(x), i);
+    CHECK(h != NULL);
+    iso_value leaf = iso_record_slot(iso_get(h), 0);
+    if (moves % 4 < 2) {
+      CHECK_OK(iso_array_set(iso, iso_get(sink_a), na++, leaf));
+    } else {
+      CHECK_OK(iso_array_set(iso, iso_get(sink_b), nb++, leaf));
+    }
+    CHECK_OK(iso_record_set(iso, iso_get(h), 0, ISO_UNDEFINED));
+    moves++;
+    CHECK_OK(iso_scope_close(&in));
+  }
+  finish_cycle(iso);
+
+  /* Allocate the leaves' size over again until the space the sweep freed
+   * is taken, so a swept leaf no longer reads as itself. */
+  iso_scope in;
+  iso_scope_open(iso, &in);
+  iso_handle fill = iso_array_new(iso, 2 * LOST_N);
+  CHECK(fill != NULL);
+  for (size_t i = 0; i < 2 * LOST_N; i++) {
+    iso_scope f;
+    iso_scope_open(iso, &f);
+    iso_handle h = iso_record_new(iso, t->filler);
+    CHECK(h != NULL);
+    CHECK_OK(iso_record_set(iso, iso_get(h), 0, iso_smi(-1)));
+    CHECK_OK(iso_record_set(iso, iso_get(h), 1, iso_smi(-2)));
+    memset(iso_record_raw(iso_get(h)), 0xa5, LEAF_RAW);
+    CHECK_OK(iso_array_set(iso, iso_get(fill), i, iso_get(h)));
+    CHECK_OK(iso_scope_close(&f));
+  }
+  promote(iso);
+  finish_cycle(iso);
+
+  /* Every leaf must be intact and in exactly one place: a sink, or the
+   * holder it started in. */
+  static unsigned char seen[LOST_N];
+  memset(seen, 0, sizeof seen);
+  int bad = 0, reported = 0;
+  const struct {
+    iso_handle h;
+    size_t n;
+    const char *name;
+  } sinks[2] = {{sink_a, na, "sink A"}, {sink_b, nb, "sink B"}};
+  for (int s = 0; s < 2; s++) {
+    CHECK_UEQ(iso_array_length(iso_get(sinks[s].h)), LOST_N);
+    for (size_t k = 0; k < sinks[s].n; k++) {
+      iso_scope e;
+      iso_scope_open(iso, &e);
+      iso_handle v = iso_array_get(iso, iso_get(sinks[s].h), k);
+      CHECK(v != NULL);
+      bad +=
+          account_leaf(t, iso_get(v), round, seen, sinks[s].name, k, &reported);
+      CHECK_OK(iso_scope_close(&e));
+    }
+  }
+  for (size_t i = 0; i < LOST_N; i++) {
+    iso_scope e;
+    iso_scope_open(iso, &e);
+    iso_handle h = iso_array_get(iso, iso_get(x), i);
+    CHECK(h != NULL);
+    CHECK_EQ(iso_type_of(iso_get(h)), t->holder);
+    iso_value leaf = iso_record_slot(iso_get(h), 0);
+    if (leaf != ISO_UNDEFINED)
+      bad += account_leaf(t, leaf, round, seen, "holder", i, &reported);
+    CHECK_OK(iso_scope_close(&e));
+  }
+  for (size_t i = 0; i < LOST_N; i++)
+    if (!seen[i] && reported++ < LOST_REPORT)
+      printf("# round %d: leaf %zu is nowhere\n", round, i);
+  for (size_t i = 0; i < LOST_N; i++) bad += !seen[i];
+  iso_status vs = iso_heap_verify(iso);
+  if (vs != ISO_OK) {
+    printf("# round %d: iso_heap_verify: %s: %s\n", round, iso_status_name(vs),
+           iso_last_error());
+    bad++;
+  }
+  printf(
+      "# round %d: %ld steps of %zu bytes, %zu leaves moved while "
+      "marking, %d problems\n",
+      round, steps, budget, moves, bad);
+  if (no_barrier && bad > 0) {
+    /* What this mode is for: the heap is broken now, so stop here. */
+    printf(
+        "# lost objects detected with the marking barrier off, as "
+        "expected\n");
+    fflush(stdout);
+    _exit(1);
+  }
+  CHECK_EQ(bad, 0);
+  CHECK_OK(iso_scope_close(&in));
+  CHECK_OK(iso_scope_close(&sc));
+  return moves;
+}
+
+static void test_lost_object(void) {
+  if (no_barrier) printf("# the marking barrier is OFF: this run must fail\n");
+  iso_isolate *iso =
+      new_isolate(rt_none, no_barrier ? ISO_DEBUG_SKIP_MARKING_BARRIER : 0);
+  size_t moves = 0;
+  for (int r = 0; r < LOST_ROUNDS; r++)
+    moves += lost_object_round(iso, &ty_none, r, r % 2 ? 256 : 64);
+  /* A cycle that ended before the program could move anything tested
+   * nothing: marking must have taken many small steps. Without the
+   * barrier that is an error (exit status 99), not the failure the run
+   * is expected to end with. */
+  if (no_barrier && moves < (size_t)LOST_ROUNDS * 16) {
+    printf(
+        "# ERROR: only %zu leaves moved while marking: the run could "
+        "not lose anything\n",
+        moves);
+    fflush(stdout);
+    _exit(99);
+  }
+  CHECK_UGE(moves, (size_t)LOST_ROUNDS * 16);
+  CHECK_OK(iso_isolate_free(iso));
+}
+
+/* ---- parking ---- */
+
+static void test_park_states(void) {
+  iso_isolate *iso = new_isolate(rt_none, 0);
+  CHECK(!iso_isolate_is_parked(iso));
+  CHECK_FAILS_ST(iso_isolate_unpark(iso), ISO_ERR_STATE, "park");
+  CHECK(!iso_isolate_is_parked(iso));
+  CHECK_OK(iso_isolate_park(iso));
+  CHECK(iso_isolate_is_parked(iso));
+  CHECK_FAILS_ST(iso_isolate_park(iso), ISO_ERR_STATE, "park");
+  CHECK(iso_isolate_is_parked(iso));
+  CHECK_OK(iso_isolate_unpark(iso));
+  CHECK(!iso_isolate_is_parked(iso));
+  CHECK_FAILS_ST(iso_isolate_unpark(iso), ISO_ERR_STATE, "park");
+  /* Parking again after a failed call works, and so does the heap. */
+  CHECK_OK(iso_isolate_park(iso));
+  CHECK_OK(iso_isolate_unpark(iso));
+  iso_scope sc;
+  iso_scope_open(iso, &sc);
+  iso_handle s = iso_string_from_cstr(iso, "after parking");
+  CHECK_STRING(iso_get(s), "after parking");
+  CHECK_OK(iso_gc(iso, ISO_GC_FULL));
+  CHECK_STRING(iso_get(s), "after parking");
+  CHECK_OK(iso_scope_close(&sc));
+  CHECK_OK(iso_isolate_free(iso));
+}
+
+/* ---- a graph that must survive cycles ---- */
+
+/* A list of count MarkNodes: node k holds smi(k * 7 + seed) and a string
+ * "n<k>" in slot 0 for every third k, the next node in slot 1, and
+ * mix(k + seed) in its raw bytes. */
+static iso_handle build_list(iso_isolate *iso, const types *t, size_t count,
+                             uint64_t seed) {
+  iso_scope sc;
+  iso_scope_open(iso, &sc);
+  iso_handle head = iso_handle_new(iso, ISO_NULL);
+  for (size_t k = count; k-- > 0;) {
+    iso_scope in;
+    iso_scope_open(iso, &in);
+    iso_handle n = iso_record_new(iso, t->node);
+    CHECK(n != NULL);
+    if (k % 3 == 0) {
+      char text[32];
+      snprintf(text, sizeof text, "n%zu", k);
+      iso_handle s = iso_string_from_cstr(iso, text);
+      CHECK_OK(iso_record_set(iso, iso_get(n), 0, iso_get(s)));
+    } else {
+      CHECK_OK(
+          iso_record_set(iso, iso_get(n), 0, iso_smi((int64_t)(k * 7 + seed))));
+    }
+    CHECK_OK(iso_record_set(iso, iso_get(n), 1, iso_get(head)));
+    uint64_t h = mix(k + seed);
+    memcpy(iso_record_raw(iso_get(n)), &h, 8);
+    iso_handle_set(head, iso_get(n));
+    CHECK_OK(iso_scope_close(&in));
+  }
+  return iso_scope_escape(&sc, head);
+}
+
+static void check_list(const types *t, iso_value v, size_t count,
+                       uint64_t seed) {
+  for (size_t k = 0; k < count; k++) {
+    CHECK_EQ(iso_type_of(v), t->node);
+    iso_value s0 = iso_record_slot(v, 0);
+    if (k % 3 == 0) {
+      char text[32];
+      snprintf(text, sizeof text, "n%zu", k);
+      CHECK_STRING(s0, text);
+    } else {
+      CHECK_EQ(s0, iso_smi((int64_t)(k * 7 + seed)));
+    }
+    uint64_t h;
+    memcpy(&h, iso_record_raw(v), 8);
+    CHECK_UEQ(h, mix(k + seed));
+    v = iso_record_slot(v, 1);
+  }
+  CHECK_EQ(v, ISO_NULL);
+}
+
+static void test_cycle_states(void) {
+  iso_isolate *iso = new_isolate(rt_none, 0);
+  iso_scope sc;
+  iso_scope_open(iso, &sc);
+  iso_handle list = build_list(iso, &ty_none, 5000, 1);
+  promote(iso);
+  finish_cycle(iso);
+  CHECK_EQ(iso_gc_cycle(iso), ISO_GC_CYCLE_IDLE);
+  uint64_t cycles0 = unit_gc_stats(iso).cycles;
+
+  CHECK_OK(iso_gc_start_marking(iso));
+  CHECK_EQ(iso_gc_cycle(iso), ISO_GC_CYCLE_MARKING);
+  /* No GC thread exists: nothing moves the cycle on but this thread. */
+  sleep_ms(20);
+  CHECK_EQ(iso_gc_cycle(iso), ISO_GC_CYCLE_MARKING);
+  /* A second start while marking joins the cycle that runs. */
+  CHECK_OK(iso_gc_start_marking(iso));
+  CHECK_EQ(iso_gc_cycle(iso), ISO_GC_CYCLE_MARKING);
+
+  /* MARKING, then (perhaps) SWEEPING, then IDLE; never back. */
+  long steps = 0, marking_steps = 0;
+  bool swept = false;
+  iso_gc_cycle_state st;
+  while ((st = iso_gc_cycle(iso)) != ISO_GC_CYCLE_IDLE) {
+    if (st == ISO_GC_CYCLE_MARKING) {
+      CHECK(!swept);
+      marking_steps++;
+    } else {
+      CHECK_EQ(st, ISO_GC_CYCLE_SWEEPING);
+      swept = true;
+    }
+    CHECK_OK(iso_gc_step(iso, 256));
+    CHECK_LT(++steps, STEP_LIMIT);
+  }
+  /* 5,000 nodes do not fit in one step of 256 bytes. */
+  CHECK_GT(marking_steps, 1);
+  iso_gc_statistics_t gs = unit_gc_stats(iso);
+  if (UNIT_GC_STRESS) {
+    CHECK_UGE(gs.cycles, cycles0 + 1);
+  } else {
+    CHECK_UEQ(gs.cycles, cycles0 + 1);
+  }
+  /* Stepping with no cycle is a no-op. */
+  CHECK_OK(iso_gc_step(iso, 256));
+  CHECK_EQ(iso_gc_cycle(iso), ISO_GC_CYCLE_IDLE);
+  check_list(&ty_none, iso_get(list), 5000, 1);
+  CHECK_OK(iso_heap_verify(iso));
+  CHECK_OK(iso_scope_close(&sc));
+  CHECK_OK(iso_isolate_free(iso));
+}
+
+/* Objects reachable at the start of a cycle, or made and linked during
+ * it (young, and promoted while marking), survive it intact. */
+typedef struct survive {
+  iso_handle a, b, c, d;
+} survive;
+
+/* The mutations of test_reachable_survive, one per phase. */
+static void survive_mutate(iso_isolate *iso, survive *m, int phase) {
+  if (phase == 0) {
+    /* New objects during marking, promoted while it runs. */
+    m->c = build_list(iso, &ty_none, 300, 4);
+    promote(iso);
+  } else if (phase == 1) {
+    /* Swap the old lists' tails: the only reference to each tail moves
+     * into the other list, scanned or not. */
+    iso_value ta = iso_record_slot(iso_get(m->a), 1);
+    iso_value tb = iso_record_slot(iso_get(m->b), 1);
+    CHECK_OK(iso_record_set(iso, iso_get(m->a), 1, tb));
+    CHECK_OK(iso_record_set(iso, iso_get(m->b), 1, ta));
+  } else {
+    /* A young list stored into an old node, whose former tail only a
+     * handle holds from now on. */
+    m->d = build_list(iso, &ty_none, 100, 5);
+    iso_value old_tail = iso_record_slot(iso_get(m->c), 1);
+    CHECK_OK(iso_record_set(iso, iso_get(m->c), 1, iso_get(m->d)));
+    iso_handle_set(m->d, old_tail);
+  }
+}
+
+static void test_reachable_survive(void) {
+  enum { BIG = 10000 };
+  iso_isolate *iso = new_isolate(rt_none, 0);
+  iso_scope sc;
+  iso_scope_open(iso, &sc);
+  survive m = {NULL, NULL, NULL, NULL};
+  m.a = build_list(iso, &ty_none, BIG, 2);
+  m.b = build_list(iso, &ty_none, BIG, 3);
+  promote(iso);
+  finish_cycle(iso);
+  CHECK_OK(iso_gc_start_marking(iso));
+  CHECK_EQ(iso_gc_cycle(iso), ISO_GC_CYCLE_MARKING);
+  long steps = 0;
+  int phase = 0, while_marking = 0;
+  while (iso_gc_cycle(iso) != ISO_GC_CYCLE_IDLE) {
+    CHECK_OK(iso_gc_step(iso, 512));
+    CHECK_LT(++steps, STEP_LIMIT);
+    if (phase < 3 && steps % 3 == 0) {
+      if (iso_gc_cycle(iso) == ISO_GC_CYCLE_MARKING) while_marking++;
+      survive_mutate(iso, &m, phase++);
+    }
+  }
+  /* Allocation may help marking along; whatever did not happen while
+   * marking happens now, so the checks below stay the same. */
+  while (phase < 3) survive_mutate(iso, &m, phase++);
+  printf("# %d of 3 mutations while marking, %ld steps\n", while_marking,
+         steps);
+  CHECK_GE(while_marking, 1);
+  /* Undo the swap to check the lists with their seeds. */
+  iso_value ta = iso_record_slot(iso_get(m.a), 1);
+  iso_value tb = iso_record_slot(iso_get(m.b), 1);
+  CHECK_OK(iso_record_set(iso, iso_get(m.a), 1, tb));
+  CHECK_OK(iso_record_set(iso, iso_get(m.b), 1, ta));
+  check_list(&ty_none, iso_get(m.a), BIG, 2);
+  check_list(&ty_none, iso_get(m.b), BIG, 3);
+  check_list(&ty_none, iso_record_slot(iso_get(m.c), 1), 100, 5);
+  CHECK_OK(iso_record_set(iso, iso_get(m.c), 1, iso_get(m.d)));
+  check_list(&ty_none, iso_get(m.c), 300, 4);
+  CHECK_OK(iso_heap_verify(iso));
+  CHECK_OK(iso_scope_close(&sc));
+  CHECK_OK(iso_isolate_free(iso));
+}
+
+/* A chain of count MarkGarbage records in a new handle. */
+static iso_handle build_garbage(iso_isolate *iso, const types *t,
+                                size_t count) {
+  iso_scope sc;
+  iso_scope_open(iso, &sc);
+  iso_handle head = iso_handle_new(iso, ISO_NULL);
+  for (size_t k = 0; k < count; k++) {
+    iso_scope in;
+    iso_scope_open(iso, &in);
+    iso_handle g = iso_record_new(iso, t->garbage);
+    CHECK(g != NULL);
+    CHECK_OK(iso_record_set(iso, iso_get(g), 0, iso_get(head)));
+    iso_handle_set(head, iso_get(g));
+    CHECK_OK(iso_scope_close(&in));
+  }
+  return iso_scope_escape(&sc, head);
+}
+
+static void run_cycle(iso_isolate *iso, size_t budget) {
+  CHECK_OK(iso_gc_start_marking(iso));
+  long steps = 0;
+  while (iso_gc_cycle(iso) != ISO_GC_CYCLE_IDLE) {
+    CHECK_OK(iso_gc_step(iso, budget));
+    CHECK_LT(++steps, STEP_LIMIT);
+  }
+}
+
+/* Old objects unreachable when a cycle starts are freed by it; objects
+ * dropped while it marks may float until the next one. */
+static void test_unreachable_freed(void) {
+  enum { COUNT = 20000, LATE = 5000 };
+  iso_isolate *iso = new_isolate(rt_none, 0);
+  iso_scope sc;
+  iso_scope_open(iso, &sc);
+  iso_handle g = build_garbage(iso, &ty_none, COUNT);
+  iso_handle keep = build_list(iso, &ty_none, 1000, 6);
+  promote(iso);
+  finish_cycle(iso);
+  CHECK_UEQ(unit_type_count(iso, ty_none.garbage), COUNT);
+  iso_heap_statistics_t hs0;
+  CHECK_OK(iso_heap_statistics(iso, &hs0));
+
+  iso_handle_set(g, ISO_NULL);
+  run_cycle(iso, 1024);
+  CHECK_UEQ(unit_type_count(iso, ty_none.garbage), 0);
+  iso_heap_statistics_t hs1;
+  CHECK_OK(iso_heap_statistics(iso, &hs1));
+  /* Each MarkGarbage takes two words at least. */
+  CHECK_ULE(hs1.used_heap_size + (size_t)COUNT * 16, hs0.used_heap_size);
+
+  /* Dropped in the middle of marking: gone after the next cycle at the
+   * latest. */
+  iso_handle late = build_garbage(iso, &ty_none, LATE);
+  promote(iso);
+  finish_cycle(iso);
+  CHECK_UEQ(unit_type_count(iso, ty_none.garbage), LATE);
+  CHECK_OK(iso_gc_start_marking(iso));
+  CHECK_OK(iso_gc_step(iso, 512));
+  iso_handle_set(late, ISO_NULL);
+  long steps = 0;
+  while (iso_gc_cycle(iso) != ISO_GC_CYCLE_IDLE) {
+    CHECK_OK(iso_gc_step(iso, 512));
+    CHECK_LT(++steps, STEP_LIMIT);
+  }
+  run_cycle(iso, 4096);
+  CHECK_UEQ(unit_type_count(iso, ty_none.garbage), 0);
+  check_list(&ty_none, iso_get(keep), 1000, 6);
+  CHECK_OK(iso_heap_verify(iso));
+  CHECK_OK(iso_scope_close(&sc));
+  CHECK_OK(iso_isolate_free(iso));
+}
+
+static void test_cycles_counter(void) {
+  iso_isolate *iso = new_isolate(rt_none, 0);
+  iso_scope sc;
+  iso_scope_open(iso, &sc);
+  iso_handle keep = build_list(iso, &ty_none, 2000, 7);
+  promote(iso);
+  finish_cycle(iso);
+  uint64_t c0 = unit_gc_stats(iso).cycles;
+  for (int i = 1; i <= 3; i++) {
+    run_cycle(iso, 2048);
+    uint64_t c = unit_gc_stats(iso).cycles;
+    if (UNIT_GC_STRESS) {
+      CHECK_UGE(c, c0 + (uint64_t)i);
+    } else {
+      CHECK_UEQ(c, c0 + (uint64_t)i);
+    }
+  }
+  /* A full GC completes a cycle too. */
+  uint64_t before = unit_gc_stats(iso).cycles;
+  CHECK_OK(iso_gc(iso, ISO_GC_FULL));
+  CHECK_UGE(unit_gc_stats(iso).cycles, before + 1);
+  CHECK_EQ(iso_gc_cycle(iso), ISO_GC_CYCLE_IDLE);
+  check_list(&ty_none, iso_get(keep), 2000, 7);
+  CHECK_OK(iso_scope_close(&sc));
+  CHECK_OK(iso_isolate_free(iso));
+}
+
+/* With GC threads, a cycle finishes while its isolate is parked. This
+ * polls iso_gc_cycle() while parked: it reads the cycle's state, not the
+ * heap. */
+static void test_background_completes_parked(void) {
+  iso_isolate *iso = new_isolate(rt_bg, 0);
+  iso_scope sc;
+  iso_scope_open(iso, &sc);
+  iso_handle keep = build_list(iso, &ty_bg, 20000, 8);
+  iso_handle g = build_garbage(iso, &ty_bg, 10000);
+  promote(iso);
+  finish_cycle(iso);
+  iso_handle_set(g, ISO_NULL);
+  iso_gc_statistics_t s0 = unit_gc_stats(iso);
+
+  CHECK_OK(iso_gc_start_marking(iso));
+  CHECK_OK(iso_isolate_park(iso));
+  /* Not a speed requirement: only a hang detector, far beyond what the
+   * marking of a few MiB takes on a loaded machine. */
+  long waited = 0;
+  while (iso_gc_cycle(iso) == ISO_GC_CYCLE_MARKING && waited < 30000) {
+    sleep_ms(1);
+    waited++;
+  }
+  iso_gc_cycle_state st = iso_gc_cycle(iso);
+  CHECK_OK(iso_isolate_unpark(iso));
+  if (st == ISO_GC_CYCLE_MARKING)
+    printf("# still marking after %ld ms parked\n", waited);
+  CHECK_NE(st, ISO_GC_CYCLE_MARKING);
+  finish_cycle(iso);
+  iso_gc_statistics_t s1 = unit_gc_stats(iso);
+  CHECK_UGE(s1.cycles, s0.cycles + 1);
+  CHECK(s1.background_mark_ms > s0.background_mark_ms);
+  printf("# marked in the background for %.3f ms (waited %ld ms)\n",
+         s1.background_mark_ms - s0.background_mark_ms, waited);
+  CHECK_UEQ(unit_type_count(iso, ty_bg.garbage), 0);
+  check_list(&ty_bg, iso_get(keep), 20000, 8);
+  CHECK_OK(iso_heap_verify(iso));
+  CHECK_OK(iso_scope_close(&sc));
+  CHECK_OK(iso_isolate_free(iso));
+}
+
+static void usage(void) {
+  fprintf(stderr,
+          "usage: test_marking [--api | --lost-object | --no-barrier] "
+          "[test]\n"
+          "  --api          the API tests only\n"
+          "  --lost-object  the lost-object test only\n"
+          "  --no-barrier   the lost-object test with the marking barrier\n"
+          "                 off: it must fail\n");
+}
+
+int main(int argc, char **argv) {
+  /* One mode option first, then the usual test-name filter. */
+  bool api = true, lost = true;
+  if (argc > 1 && strncmp(argv[1], "--", 2) == 0) {
+    if (strcmp(argv[1], "--api") == 0) {
+      lost = false;
+    } else if (strcmp(argv[1], "--lost-object") == 0) {
+      api = false;
+    } else if (strcmp(argv[1], "--no-barrier") == 0) {
+      api = false;
+      no_barrier = true;
+    } else {
+      usage();
+      return 2;
+    }
+    argv[1] = argv[0];
+    argc--;
+    argv++;
+  }
+  unit_init(argc, argv);
+  unit_clean_env();
+  /* Each runtime below chooses its GC threads itself. */
+  unsetenv("ISO_GC_THREADS");
+  iso_runtime_params rp;
+  memset(&rp, 0, sizeof rp);
+  rp.struct_size = sizeof rp;
+  rp.gc_threads = ISO_GC_THREADS_NONE;
+  rt_none = iso_runtime_new(&rp);
+  CHECK(rt_none != NULL);
+  rt_bg = iso_runtime_new(NULL);
+  CHECK(rt_bg != NULL);
+  register_types(rt_none, &ty_none);
+  register_types(rt_bg, &ty_bg);
+  if (api) {
+    RUN(test_park_states);
+    RUN(test_cycle_states);
+    RUN(test_cycles_counter);
+    RUN(test_reachable_survive);
+    RUN(test_unreachable_freed);
+    RUN(test_background_completes_parked);
+  }
+  if (lost) RUN(test_lost_object);
+  CHECK_OK(iso_runtime_free(rt_none));
+  CHECK_OK(iso_runtime_free(rt_bg));
+  return unit_done();
+}
