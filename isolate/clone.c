@@ -4,7 +4,8 @@
  * isolate/clone_read.c, the format docs/clone-format.md.
  *
  * A message owns its bytes and its tables: stores of transferred
- * ArrayBuffers, one reference per shared store, and transferred ports.
+ * ArrayBuffers, stores of ArrayBuffers copied out of line, one reference
+ * per shared store, and transferred ports.
  * Whatever a message still owns when it is freed is released: a store is
  * freed as its buffer would have been, a shared reference dropped, a port
  * closed. Deserializing lends table entries to the graph being built and
@@ -16,10 +17,25 @@
  * in-process clone mallocs nothing. Scratch that grew past SCRATCH_KEEP
  * bytes for one big clone is trimmed afterwards, so one huge message does
  * not pin its peak memory on the thread forever.
+ *
+ * Note [Out-of-line copies]
+ * A copied ArrayBuffer of CLONE_COPY_MIN bytes or more is not written
+ * into the bytes: the serializer copies it once into a store of its own
+ * (the copy table) and writes 'C' and the entry's index; the receiver
+ * adopts the store as the new buffer's, with no second copy. That halves
+ * the memory traffic of big copied buffers, and the receiver never
+ * touches bytes it does not read. The copy table is an in-process
+ * detail: iso_message_data() first rewrites such a message into its
+ * self-contained form, each 'C' replaced by a 'B' with the bytes inline
+ * (flatten), and iso_message_size() always reports that form's size, so
+ * bytes written to a file or socket read back the same, and queue limits
+ * in bytes count the copies as they did when they were inline.
  */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "clone.h"
 #include "port.h"
@@ -115,6 +131,7 @@ static void scratch_free(isolate_clone_scratch *s) {
   free(s->wstack);
   free(s->shared);
   free(s->buf);
+  free(s->copies);
   free(s->rstack);
   free(s->ids);
   free(s);
@@ -171,6 +188,7 @@ void isolate_clone_scratch_release(isolate_clone_scratch *s) {
   trim((void **)&s->wstack, &s->wcap, sizeof *s->wstack);
   trim((void **)&s->shared, &s->shared_cap, sizeof *s->shared);
   trim((void **)&s->buf, &s->buf_cap, 1);
+  trim((void **)&s->copies, &s->copies_cap, sizeof *s->copies);
   trim((void **)&s->rstack, &s->rcap, sizeof *s->rstack);
   trim((void **)&s->ids, &s->ids_cap, sizeof *s->ids);
   s->busy = false;
@@ -186,30 +204,221 @@ static iso_message *message_alloc(size_t inline_cap) {
   return m;
 }
 
-void isolate_clone_message_release_tables(iso_message *msg) {
-  for (uint32_t i = 0; i < msg->nmoved; i++) {
-    isolate_clone_moved *mv = &msg->moved[i];
-    if (mv->state != CLONE_ENTRY_OWNED) continue;
-    gc_extern *e = &mv->store;
-    if (e->data != NULL || e->length != 0) {
-      if (e->free_cb != NULL)
-        e->free_cb(e->data, e->length, e->ctx);
-      else if (!e->external)
-        free(e->data);
-    }
+void isolate_clone_store_free(gc_extern *e) {
+  if (e->data != NULL || e->length != 0) {
+    if (e->free_cb != NULL)
+      e->free_cb(e->data, e->length, e->ctx);
+    else if (!e->external)
+      free(e->data);
   }
+  e->data = NULL;
+  e->length = 0;
+}
+
+void isolate_clone_message_release_tables(iso_message *msg) {
+  for (uint32_t i = 0; i < msg->nmoved; i++)
+    if (msg->moved[i].state == CLONE_ENTRY_OWNED)
+      isolate_clone_store_free(&msg->moved[i].store);
+  for (uint32_t i = 0; i < msg->ncopies; i++)
+    if (msg->copies[i].state == CLONE_ENTRY_OWNED)
+      isolate_clone_store_free(&msg->copies[i].store);
   for (uint32_t i = 0; i < msg->nshared; i++)
     isolate_shared_store_release(msg->shared[i]);
   for (uint32_t i = 0; i < msg->nports; i++)
     if (msg->ports[i].state == CLONE_ENTRY_OWNED)
       iso_port_close(msg->ports[i].port);
   free(msg->moved);
+  free(msg->copies);
   free(msg->shared);
   free(msg->ports);
   msg->moved = NULL;
+  msg->copies = NULL;
   msg->shared = NULL;
   msg->ports = NULL;
-  msg->nmoved = msg->nshared = msg->nports = 0;
+  msg->nmoved = msg->ncopies = msg->nshared = msg->nports = 0;
+}
+
+/* ---- out-of-line copies (Note [Out-of-line copies]) ---- */
+
+/* Note [Copy store cache]
+ * A store for an out-of-line copy that comes from a fresh mapping costs a
+ * page fault per page when the copy writes it (the kernel allocates,
+ * zeroes and charges each page): on the machines measured, that took
+ * several times longer than the copy itself. So stores released by their
+ * buffers (on the receiver's thread, usually in a burst when its
+ * collector frees the buffers that died) are kept in a process-wide
+ * cache, mapped and faulted in, and the next copy of the same
+ * page-rounded size takes one.
+ *
+ * The cache is bounded (COPY_CACHE_SLOTS stores and COPY_CACHE_BYTES in
+ * all); what does not fit is unmapped at once. The byte bound is the
+ * external growth that makes a heap collect (GC_EXTERNAL_STEP): that much
+ * dead store memory can pile up in a receiver before its collector frees
+ * it in one burst, and a cache that held less would miss most of the next
+ * burst's worth of copies (with 16 MiB instead of 64, a stream of 1 MiB
+ * copies ran about half as fast). The cached stores are memory that the
+ * receiver's dead buffers held a moment before, so a steady stream's peak
+ * resident size does not grow; a process that stops copying keeps up to
+ * that much mapped until it exits.
+ *
+ * It is process-wide rather than per runtime because a store can outlive
+ * the runtime that made it (a message freed later). A mutex guards it,
+ * taken once per big copy and once per release, which is noise beside
+ * copying 64 KiB or more. Stores below GC_STORE_MMAP_MIN (only in builds
+ * that lower CLONE_COPY_MIN, such as the fuzz target) come from malloc,
+ * so the leak checker sees them. */
+#define COPY_CACHE_SLOTS 64
+#define COPY_CACHE_BYTES GC_EXTERNAL_STEP
+
+typedef struct copy_cache_entry {
+  void *data;
+  size_t size; /* page-rounded */
+} copy_cache_entry;
+
+static pthread_mutex_t copy_cache_lock = PTHREAD_MUTEX_INITIALIZER;
+static copy_cache_entry copy_cache[COPY_CACHE_SLOTS]; /* copy_cache_lock */
+static size_t copy_cache_count, copy_cache_bytes;     /* copy_cache_lock */
+
+static size_t page_size(void) {
+  long p = sysconf(_SC_PAGESIZE); /* a load in glibc, no syscall */
+  return p > 0 ? (size_t)p : 4096;
+}
+
+static size_t page_round(size_t n) {
+  size_t p = page_size();
+  return (n + p - 1) & ~(p - 1);
+}
+
+static void copy_store_release(void *data, size_t length, void *ctx) {
+  (void)ctx;
+  size_t size = page_round(length);
+  pthread_mutex_lock(&copy_cache_lock);
+  if (copy_cache_count < COPY_CACHE_SLOTS &&
+      size <= COPY_CACHE_BYTES - copy_cache_bytes) {
+    copy_cache[copy_cache_count++] = (copy_cache_entry){data, size};
+    copy_cache_bytes += size;
+    data = NULL;
+  }
+  pthread_mutex_unlock(&copy_cache_lock);
+  if (data != NULL) munmap(data, size);
+}
+
+void *isolate_clone_copy_store_alloc(size_t length,
+                                     iso_free_callback *free_cb) {
+  if (length < GC_STORE_MMAP_MIN) {
+    *free_cb = NULL;
+    return malloc(length);
+  }
+  size_t size = page_round(length);
+  void *data = NULL;
+  pthread_mutex_lock(&copy_cache_lock);
+  /* The most recently released first: its pages are the likeliest to be
+   * in the cache. */
+  for (size_t i = copy_cache_count; i-- > 0;) {
+    if (copy_cache[i].size != size) continue;
+    data = copy_cache[i].data;
+    copy_cache_bytes -= size;
+    memmove(&copy_cache[i], &copy_cache[i + 1],
+            (copy_cache_count - i - 1) * sizeof *copy_cache);
+    copy_cache_count--;
+    break;
+  }
+  pthread_mutex_unlock(&copy_cache_lock);
+  if (data == NULL) {
+    data = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                -1, 0);
+    if (data == MAP_FAILED) return NULL;
+  } else if (size > length) {
+    /* The copy overwrites [0, length); the rest of the last page still
+     * holds an earlier buffer's bytes, which no buffer may show. */
+    memset((char *)data + length, 0, size - length);
+  }
+  *free_cb = copy_store_release;
+  return data;
+}
+
+/* Maps in the pages of [p, p + n) that were never touched, in one call,
+ * before a copy reads them. A buffer from gc_store_alloc is a fresh
+ * mapping of which the program may have written only a few pages; a copy
+ * that read the rest would take a page fault per page (each mapping the
+ * shared zero page), which costs far more than copying them. One page in
+ * the middle is probed first, so that a buffer already in memory costs a
+ * mincore() rather than a walk of all its pages. Advisory: failures (an
+ * old kernel) leave the faults to the copy. */
+void isolate_clone_prefault_read(const void *p, size_t n) {
+#ifdef MADV_POPULATE_READ
+  size_t ps = page_size();
+  uintptr_t start = (uintptr_t)p & ~(uintptr_t)(ps - 1);
+  uintptr_t end = ((uintptr_t)p + n + ps - 1) & ~(uintptr_t)(ps - 1);
+  uintptr_t mid = ((uintptr_t)p + n / 2) & ~(uintptr_t)(ps - 1);
+  unsigned char resident = 0;
+  if (mincore((void *)mid, ps, &resident) != 0 || (resident & 1)) return;
+  (void)madvise((void *)start, end - start, MADV_POPULATE_READ);
+#else
+  (void)p;
+  (void)n;
+#endif
+}
+
+static size_t varint_size(uint64_t x) {
+  size_t n = 1;
+  while (x >= 0x80) {
+    x >>= 7;
+    n++;
+  }
+  return n;
+}
+
+/* The size of msg's self-contained form: each 'C' and its index become
+ * a 'B', the length and the bytes. */
+static size_t message_flat_size(const iso_message *msg) {
+  size_t n = msg->size;
+  for (uint32_t i = 0; i < msg->ncopies; i++) {
+    size_t len = msg->copies[i].store.length;
+    n += varint_size(len) + len - varint_size(i);
+  }
+  return n;
+}
+
+/* Rewrites msg into its self-contained form. The copy table comes only
+ * from iso_serialize, so its offsets are trusted. false (error set) when
+ * memory runs out; msg is unchanged then. */
+static bool message_flatten(iso_message *msg) {
+  if (msg->ncopies == 0) return true;
+  size_t flat = message_flat_size(msg);
+  uint8_t *out = malloc(flat);
+  if (out == NULL) {
+    isolate_fail(ISO_ERR_OUT_OF_MEMORY,
+                 "iso_message_data: out of memory for %zu bytes", flat);
+    return false;
+  }
+  size_t from = 0, o = 0;
+  for (uint32_t i = 0; i < msg->ncopies; i++) {
+    isolate_clone_moved *c = &msg->copies[i];
+    size_t len = c->store.length;
+    memcpy(out + o, msg->data + from, c->at - from);
+    o += c->at - from;
+    out[o++] = CLONE_TAG_BUFFER;
+    size_t x = len;
+    while (x >= 0x80) {
+      out[o++] = (uint8_t)(x | 0x80);
+      x >>= 7;
+    }
+    out[o++] = (uint8_t)x;
+    memcpy(out + o, c->store.data, len);
+    o += len;
+    from = c->at + 1 + varint_size(i);
+  }
+  memcpy(out + o, msg->data + from, msg->size - from);
+  for (uint32_t i = 0; i < msg->ncopies; i++)
+    isolate_clone_store_free(&msg->copies[i].store);
+  free(msg->copies);
+  msg->copies = NULL;
+  msg->ncopies = 0;
+  if (msg->data != msg->inline_data) free(msg->data);
+  msg->data = out;
+  msg->size = flat;
+  return true;
 }
 
 void iso_message_free(iso_message *msg) {
@@ -245,11 +454,16 @@ iso_message *iso_message_from_bytes(const void *data, size_t len) {
 }
 
 const void *iso_message_data(const iso_message *msg) {
-  return msg != NULL ? msg->data : NULL;
+  if (msg == NULL) return NULL;
+  /* The message is the caller's, so rewriting it in place is allowed;
+   * the const only promises that its value (what it deserializes to)
+   * does not change. */
+  iso_message *m = (iso_message *)msg;
+  return message_flatten(m) ? m->data : NULL;
 }
 
 size_t iso_message_size(const iso_message *msg) {
-  return msg != NULL ? msg->size : 0;
+  return msg != NULL ? message_flat_size(msg) : 0;
 }
 
 /* ---- entry points ---- */

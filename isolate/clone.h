@@ -39,6 +39,7 @@ enum {
   CLONE_TAG_RECORD = 'R',   /* type, slots, raw size, raw, slot values */
   CLONE_TAG_BUFFER = 'B',   /* varint length, bytes (a copy) */
   CLONE_TAG_TRANSFER = 'b', /* varint index in the transfer table */
+  CLONE_TAG_COPY = 'C',     /* varint index in the copy table */
   CLONE_TAG_SHARED = 'H',   /* varint index in the shared table */
   CLONE_TAG_VIEW = 'V',     /* type, offset, length, then its buffer */
   CLONE_TAG_PORT = 'P',     /* varint index in the port table */
@@ -50,6 +51,14 @@ enum {
  * referenced twice is written once); shorter ones are written each time,
  * as JavaScript does with every string. */
 #define CLONE_STRING_ID_MIN 64u
+
+/* ArrayBuffers of this many bytes or more are copied out of line: once,
+ * into a store of their own that travels in the message's copy table and
+ * that the receiver adopts, instead of into the bytes and out again. (The
+ * fuzz target lowers it, to reach that path with small inputs.) */
+#ifndef CLONE_COPY_MIN
+#define CLONE_COPY_MIN ((size_t)GC_STORE_MMAP_MIN)
+#endif
 
 /* Limits the deserializer enforces beside the message's own length. */
 #define CLONE_STRING_MAX ((uint64_t)1 << 30)
@@ -125,10 +134,12 @@ size_t isolate_buffer_length(iso_value buffer);
 
 /* ---- messages ---- */
 
-/* An ArrayBuffer store moved into a message by a transfer. */
+/* An ArrayBuffer store moved into a message by a transfer, or a store
+ * made for an out-of-line copy. */
 typedef struct isolate_clone_moved {
   gc_extern store; /* data, length, free_cb, ctx, external */
   iso_handle lent; /* deserializing: the buffer now holding the store */
+  size_t at;       /* copies: byte offset of the 'C' that refers to it */
   uint8_t state;   /* CLONE_ENTRY_* */
 } isolate_clone_moved;
 
@@ -151,6 +162,8 @@ struct iso_message {
   size_t size;
   isolate_clone_moved *moved; /* transferred ArrayBuffer stores */
   uint32_t nmoved;
+  uint32_t ncopies;
+  isolate_clone_moved *copies; /* out-of-line copies, in stream order */
   uint32_t nshared;
   isolate_shared_store **shared; /* one reference each */
   isolate_clone_port_entry *ports;
@@ -232,6 +245,8 @@ typedef struct isolate_clone_scratch {
   size_t nshared, shared_cap;
   uint8_t *buf; /* bytes of an in-process clone */
   size_t buf_cap;
+  isolate_clone_moved *copies; /* this clone's out-of-line copies so far */
+  size_t ncopies, copies_cap;
   /* deserializer */
   isolate_clone_rframe *rstack;
   size_t rcap;
@@ -263,5 +278,16 @@ iso_handle isolate_clone_deserialize(iso_isolate *iso, isolate_clone_scratch *s,
                                      const char *fn);
 /* Releases everything msg's tables still own and empties them. */
 void isolate_clone_message_release_tables(iso_message *msg);
+/* Frees a store of a copy or transfer table entry, as its buffer would. */
+void isolate_clone_store_free(gc_extern *e);
+
+/* A store for an out-of-line copy of length bytes (at least
+ * CLONE_COPY_MIN), its contents undefined; *free_cb receives the release
+ * that gc_extern.free_cb must call. NULL if the system refuses. Any
+ * thread. */
+void *isolate_clone_copy_store_alloc(size_t length, iso_free_callback *free_cb);
+/* Before copying n bytes from p: maps in, in one call, pages of a big
+ * buffer that were never touched (they would fault one by one). */
+void isolate_clone_prefault_read(const void *p, size_t n);
 
 #endif /* ISOLATE_CLONE_H */

@@ -6,7 +6,8 @@
  * every varint for length and canonical form, every count against what
  * the rest of the message can hold, every back-reference against the ids
  * given so far, every type id against the runtime's registry (same slot
- * count and raw size), every table index against the message's tables.
+ * count and raw size), every table index against the message's tables
+ * (the copy table's included: a message from bytes has none).
  *
  * Bounded work. A container's children each take at least one byte, so
  * the deserializer keeps the number of children declared and not yet
@@ -21,8 +22,8 @@
  * container is complete except for its not-yet-read children. On error
  * the scope is closed and the half-built graph is garbage: no reference
  * to it ever left the scope. Table entries that it borrowed from the
- * message (moved stores, ports) are taken back first, so the message is
- * intact.
+ * message (moved and copied stores, ports) are taken back first, so the
+ * message is intact.
  *
  * The walk is iterative over an explicit stack (rstack), like the
  * serializer's.
@@ -392,8 +393,26 @@ static bool read_record(rstate *st, const uint8_t *at) {
   return slots == 0 || push(st, h, (uint32_t)type, slots, at);
 }
 
-/* A buffer: a copy, a moved store, a shared store, or a back-reference
- * to a buffer. *out receives it (numbered, rooted by its id handle). */
+/* Lends the store of a copy or transfer table entry to a new buffer. */
+static bool lend_store(rstate *st, isolate_clone_moved *mv, const char *what,
+                       uint64_t n, uint32_t count, const uint8_t *at,
+                       iso_handle *h) {
+  if (mv == NULL)
+    return bad(st, at, "%s buffer %llu of %u", what, (unsigned long long)n,
+               count);
+  if (mv->state != CLONE_ENTRY_OWNED)
+    return bad(st, at, "%s buffer %llu used twice", what,
+               (unsigned long long)n);
+  *h = isolate_array_buffer_adopt(st->iso, &mv->store);
+  if (*h == NULL) return false;
+  mv->state = CLONE_ENTRY_LENT;
+  mv->lent = *h;
+  return true;
+}
+
+/* A buffer: a copy (inline or out of line), a moved store, a shared
+ * store, or a back-reference to a buffer. *out receives it (numbered,
+ * rooted by its id handle). */
 static bool read_buffer(rstate *st, uint8_t tag, const uint8_t *at,
                         iso_value *out) {
   iso_message *msg = st->msg;
@@ -428,20 +447,16 @@ static bool read_buffer(rstate *st, uint8_t tag, const uint8_t *at,
         st->pos += n;
         break;
       }
-    case CLONE_TAG_TRANSFER: {
-      if (n >= msg->nmoved)
-        return bad(st, at, "transferred buffer %llu of %u",
-                   (unsigned long long)n, msg->nmoved);
-      isolate_clone_moved *mv = &msg->moved[n];
-      if (mv->state != CLONE_ENTRY_OWNED)
-        return bad(st, at, "transferred buffer %llu used twice",
-                   (unsigned long long)n);
-      h = isolate_array_buffer_adopt(st->iso, &mv->store);
-      if (h == NULL) return false;
-      mv->state = CLONE_ENTRY_LENT;
-      mv->lent = h;
+    case CLONE_TAG_TRANSFER:
+      if (!lend_store(st, n < msg->nmoved ? &msg->moved[n] : NULL,
+                      "transferred", n, msg->nmoved, at, &h))
+        return false;
       break;
-    }
+    case CLONE_TAG_COPY:
+      if (!lend_store(st, n < msg->ncopies ? &msg->copies[n] : NULL, "copied",
+                      n, msg->ncopies, at, &h))
+        return false;
+      break;
     case CLONE_TAG_SHARED: {
       if (n >= msg->nshared)
         return bad(st, at, "shared buffer %llu of %u", (unsigned long long)n,
@@ -483,7 +498,8 @@ static bool read_view(rstate *st, const uint8_t *at) {
   if (bat == st->end) return bad(st, bat, "truncated view: no buffer");
   uint8_t tag = *st->pos++;
   if (tag != CLONE_TAG_BUFFER && tag != CLONE_TAG_TRANSFER &&
-      tag != CLONE_TAG_SHARED && tag != CLONE_TAG_BACKREF)
+      tag != CLONE_TAG_COPY && tag != CLONE_TAG_SHARED &&
+      tag != CLONE_TAG_BACKREF)
     return bad(st, bat, "a view's buffer has tag 0x%02x", tag);
   iso_value buf;
   if (!read_buffer(st, tag, bat, &buf)) return false;
@@ -583,6 +599,7 @@ static bool read_value(rstate *st) {
       return read_record(st, at);
     case CLONE_TAG_BUFFER:
     case CLONE_TAG_TRANSFER:
+    case CLONE_TAG_COPY:
     case CLONE_TAG_SHARED:
       return read_buffer(st, tag, at, &v) && deliver(st, v);
     case CLONE_TAG_VIEW:
@@ -713,10 +730,11 @@ static bool read_all(rstate *st) {
 
 /* ---- lending and taking back ---- */
 
-static void take_back(rstate *st) {
-  iso_message *msg = st->msg;
-  for (uint32_t i = 0; i < msg->nmoved; i++) {
-    isolate_clone_moved *mv = &msg->moved[i];
+/* Detaches the buffers that borrowed stores of a table, giving the
+ * stores back to it. */
+static void take_back_stores(rstate *st, isolate_clone_moved *t, uint32_t n) {
+  for (uint32_t i = 0; i < n; i++) {
+    isolate_clone_moved *mv = &t[i];
     if (mv->state != CLONE_ENTRY_LENT) continue;
     gc_extern *e = isolate_extern_of(iso_get(mv->lent));
     gc_extern back;
@@ -725,6 +743,20 @@ static void take_back(rstate *st) {
     mv->state = CLONE_ENTRY_OWNED;
     mv->lent = NULL;
   }
+}
+
+static void give_away_stores(isolate_clone_moved *t, uint32_t n) {
+  for (uint32_t i = 0; i < n; i++)
+    if (t[i].state == CLONE_ENTRY_LENT) {
+      t[i].state = CLONE_ENTRY_GONE;
+      t[i].lent = NULL;
+    }
+}
+
+static void take_back(rstate *st) {
+  iso_message *msg = st->msg;
+  take_back_stores(st, msg->moved, msg->nmoved);
+  take_back_stores(st, msg->copies, msg->ncopies);
   for (uint32_t i = 0; i < msg->nports; i++) {
     isolate_clone_port_entry *pe = &msg->ports[i];
     if (pe->state != CLONE_ENTRY_LENT) continue;
@@ -737,11 +769,8 @@ static void take_back(rstate *st) {
 }
 
 static void give_away(iso_message *msg) {
-  for (uint32_t i = 0; i < msg->nmoved; i++)
-    if (msg->moved[i].state == CLONE_ENTRY_LENT) {
-      msg->moved[i].state = CLONE_ENTRY_GONE;
-      msg->moved[i].lent = NULL;
-    }
+  give_away_stores(msg->moved, msg->nmoved);
+  give_away_stores(msg->copies, msg->ncopies);
   for (uint32_t i = 0; i < msg->nports; i++)
     if (msg->ports[i].state == CLONE_ENTRY_LENT) {
       msg->ports[i].state = CLONE_ENTRY_GONE;

@@ -21,10 +21,11 @@
  * make a view before its buffer.
  *
  * What is not bytes travels in the message's tables: the stores of
- * transferred ArrayBuffers, references to shared stores, and transferred
- * ports. The bytes name them by index, so a message from bytes
- * (iso_message_from_bytes), whose tables are empty, can never conjure a
- * store or a port out of a forged index.
+ * transferred ArrayBuffers, stores of big ArrayBuffers copied out of line
+ * (Note [Out-of-line copies] in clone.c), references to shared stores,
+ * and transferred ports. The bytes name them by index, so a message from
+ * bytes (iso_message_from_bytes), whose tables are empty, can never
+ * conjure a store or a port out of a forged index.
  *
  * The walk is iterative over an explicit stack (the scratch's wstack), so
  * a graph of any depth is written without recursion. Nothing here
@@ -35,7 +36,8 @@
  * Nothing is detached or taken until the whole graph has been written:
  * the transfer list is checked first, the walk records what it will need,
  * and only then, in commit(), are stores stolen and ports taken, in steps
- * that cannot fail. An error leaves every buffer and port as it was.
+ * that cannot fail. An error leaves every buffer and port as it was (the
+ * out-of-line copies the walk made are freed).
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -350,6 +352,34 @@ static iso_status write_host(wstate *st, iso_value v, bool record) {
 
 static iso_status write_value(wstate *st, iso_value v);
 
+/* A big ArrayBuffer's bytes, copied once into a store of the copy table
+ * and referred to by index; the caller reserved 11 bytes. */
+static iso_status write_copy(wstate *st, const gc_extern *e) {
+  isolate_clone_scratch *s = st->s;
+  if (s->ncopies >= CLONE_OBJECTS_MAX)
+    return fail(st, ISO_ERR_DATA_CLONE, "more than 2^30 objects");
+  if (!isolate_clone_grow((void **)&s->copies, &s->copies_cap, s->ncopies + 1,
+                          sizeof *s->copies))
+    return oom(st);
+  iso_free_callback release = NULL;
+  void *data = isolate_clone_copy_store_alloc(e->length, &release);
+  if (data == NULL)
+    return isolate_fail(ISO_ERR_OUT_OF_MEMORY,
+                        "%s: out of memory for a copy of an ArrayBuffer of "
+                        "%zu bytes",
+                        st->fn, e->length);
+  isolate_clone_prefault_read(e->data, e->length);
+  memcpy(data, e->data, e->length);
+  isolate_clone_moved *c = &s->copies[s->ncopies];
+  memset(c, 0, sizeof *c);
+  c->store.data = data;
+  c->store.length = e->length;
+  c->store.free_cb = release;
+  c->at = st->w->len;
+  put_tag_varint(st->w, CLONE_TAG_COPY, s->ncopies++);
+  return ISO_OK;
+}
+
 /* A view: its header, its buffer (numbered first), then its own number. */
 static iso_status write_view(wstate *st, iso_value v) {
   uint32_t val;
@@ -509,6 +539,7 @@ static iso_status write_value(wstate *st, iso_value v) {
         return fail(st, ISO_ERR_DATA_CLONE, "a detached ArrayBuffer");
       gc_extern *e = isolate_extern_of(v);
       size_t n = e->length;
+      if (n >= CLONE_COPY_MIN) return write_copy(st, e);
       if (!isolate_clone_writer_reserve(w, 11 + n)) return oom(st);
       put_tag_varint(w, CLONE_TAG_BUFFER, n);
       if (n) memcpy(w->buf + w->len, e->data, n);
@@ -751,19 +782,22 @@ static iso_status check_transfer(wstate *st) {
  * cannot fail, so an error leaves everything untouched. */
 static iso_status commit(wstate *st, iso_message *msg) {
   isolate_clone_scratch *s = st->s;
-  isolate_clone_moved *moved = NULL;
+  isolate_clone_moved *moved = NULL, *copies = NULL;
   isolate_clone_port_entry *ports = NULL;
   isolate_shared_store **shared = NULL;
   if (st->nmoved) moved = calloc(st->nmoved, sizeof *moved);
+  if (s->ncopies) copies = malloc(s->ncopies * sizeof *copies);
   if (st->nports) ports = calloc(st->nports, sizeof *ports);
   if (s->nshared) shared = malloc(s->nshared * sizeof *shared);
-  if ((st->nmoved && !moved) || (st->nports && !ports) ||
-      (s->nshared && !shared)) {
+  if ((st->nmoved && !moved) || (s->ncopies && !copies) ||
+      (st->nports && !ports) || (s->nshared && !shared)) {
     free(moved);
+    free(copies);
     free(ports);
     free(shared);
     return oom(st);
   }
+  if (s->ncopies) memcpy(copies, s->copies, s->ncopies * sizeof *copies);
   for (size_t i = 0; i < s->nshared; i++) {
     isolate_shared_store_retain(s->shared[i]);
     shared[i] = s->shared[i];
@@ -781,6 +815,9 @@ static iso_status commit(wstate *st, iso_message *msg) {
   }
   msg->moved = moved;
   msg->nmoved = st->nmoved;
+  msg->copies = copies;
+  msg->ncopies = (uint32_t)s->ncopies;
+  s->ncopies = 0; /* the message owns the stores now */
   msg->ports = ports;
   msg->nports = st->nports;
   msg->shared = shared;
@@ -799,6 +836,7 @@ iso_status isolate_clone_serialize(iso_isolate *iso, isolate_clone_scratch *s,
     return isolate_fail(ISO_ERR_ARGUMENT,
                         "%s: delegate->struct_size is not set", fn);
   s->nshared = 0;
+  s->ncopies = 0;
   if (!table_begin(s) || !isolate_clone_writer_reserve(w, 10)) return oom(&st);
   uint8_t *p = w->buf + w->len;
   p[0] = CLONE_MAGIC0;
@@ -814,7 +852,12 @@ iso_status isolate_clone_serialize(iso_isolate *iso, isolate_clone_scratch *s,
   if (r == ISO_OK && isolate_terminating(iso))
     r = isolate_terminated_error(iso);
   if (r == ISO_OK) r = commit(&st, msg);
-  if (r != ISO_OK) return r;
+  if (r != ISO_OK) {
+    for (size_t i = 0; i < s->ncopies; i++)
+      isolate_clone_store_free(&s->copies[i].store);
+    s->ncopies = 0;
+    return r;
+  }
   p = w->buf + count_at;
   for (int k = 0; k < 4; k++) p[k] = (uint8_t)(st.next_id >> (8 * k));
   return ISO_OK;

@@ -615,6 +615,9 @@ ISO_API iso_handle iso_deserialize(iso_isolate *iso, iso_message *msg,
 /* A message from raw bytes (copied), e.g. from a file or a socket; it
  * carries no transferred objects. */
 ISO_API iso_message *iso_message_from_bytes(const void *data, size_t len);
+/* The message's bytes, self-contained (big copied buffers that travel
+ * beside the bytes are written inline first); NULL if that needs memory
+ * the system refuses. iso_message_size() is the size of those bytes. */
 ISO_API const void *iso_message_data(const iso_message *msg);
 ISO_API size_t iso_message_size(const iso_message *msg);
 /* Frees a message that was not received. The free callbacks of buffer

@@ -2,9 +2,9 @@
  * What the deserializer fuzz target and its corpus generator agree on:
  * the record types (registered in this order, so their ids match), the
  * host delegate, and the "carrier": a real message whose tables hold two
- * transferred ArrayBuffers, two shared buffers and one port, into which
- * the target puts the fuzzed bytes, so table indexes in the input reach
- * real table entries.
+ * transferred ArrayBuffers, two out-of-line copies of ArrayBuffers, two
+ * shared buffers and one port, into which the target puts the fuzzed
+ * bytes, so table indexes in the input reach real table entries.
  */
 #ifndef FUZZ_COMMON_H
 #define FUZZ_COMMON_H
@@ -20,6 +20,13 @@
 #define FUZZ_MOVED1 64u
 #define FUZZ_SHARED0 32u
 #define FUZZ_SHARED1 8u
+#define FUZZ_COPY0 48u
+#define FUZZ_COPY1 100u
+/* The fuzz target is built with the out-of-line copy threshold lowered to
+ * this (tests/fuzz/meson.build), so that the carrier's buffers of
+ * FUZZ_COPY0 and FUZZ_COPY1 bytes, and small buffers in inputs that
+ * survive a round trip, travel in the copy table. */
+#define FUZZ_COPY_MIN 40u
 
 typedef struct fuzz_types {
   iso_type pair; /* 2 slots */
@@ -94,9 +101,10 @@ static inline iso_handle fuzz_read_host(void *ctx, iso_isolate *iso,
   return NULL;
 }
 
-/* The carrier's value: [moved0, moved1, shared0, shared1, port], with
- * moved0, moved1 and the port in the transfer list. The caller owns *a
- * and *b (the port's peer, kept so the port stays open). */
+/* The carrier's value: [moved0, moved1, shared0, shared1, port, copy0,
+ * copy1], with moved0, moved1 and the port in the transfer list, copy0
+ * and copy1 copied (out of line in the fuzz target). *peer receives the
+ * port's peer, kept so the port stays open; the caller closes it. */
 static inline iso_message *fuzz_carrier(iso_isolate *iso, iso_port **peer) {
   iso_scope s;
   iso_scope_open(iso, &s);
@@ -107,12 +115,15 @@ static inline iso_message *fuzz_carrier(iso_isolate *iso, iso_port **peer) {
   iso_handle m1 = iso_array_buffer_new(iso, FUZZ_MOVED1);
   iso_handle s0 = iso_shared_array_buffer_new(iso, FUZZ_SHARED0);
   iso_handle s1 = iso_shared_array_buffer_new(iso, FUZZ_SHARED1);
-  if (!arr || !m0 || !m1 || !s0 || !s1 || iso_channel_new(&p1, &p2) != ISO_OK)
+  iso_handle c0 = iso_array_buffer_new(iso, FUZZ_COPY0);
+  iso_handle c1 = iso_array_buffer_new(iso, FUZZ_COPY1);
+  if (!arr || !m0 || !m1 || !s0 || !s1 || !c0 || !c1 ||
+      iso_channel_new(&p1, &p2) != ISO_OK)
     goto out;
   iso_handle pv = iso_port_to_value(iso, p1);
   if (!pv) goto out;
-  iso_handle parts[5] = {m0, m1, s0, s1, pv};
-  for (int i = 0; i < 5; i++)
+  iso_handle parts[7] = {m0, m1, s0, s1, pv, c0, c1};
+  for (int i = 0; i < 7; i++)
     if (iso_array_push(iso, iso_get(arr), iso_get(parts[i])) != ISO_OK)
       goto out;
   iso_value tl[3] = {iso_get(m0), iso_get(m1), iso_get(pv)};

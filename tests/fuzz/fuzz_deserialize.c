@@ -9,10 +9,10 @@
  * Oracles beside the sanitizers:
  * - a rejected input must be ISO_ERR_DATA_CLONE (or out of memory) with
  *   a message that names a byte offset, must leave no handle behind, and
- *   must leave the message's tables as they were (every moved store and
- *   the port owned by the message again; the carrier is then freed, which
- *   frees or closes what it holds, so a double-owned entry would be a
- *   double free under ASan);
+ *   must leave the message's tables as they were (every moved or copied
+ *   store and the port owned by the message again; the carrier is then
+ *   freed, which frees or closes what it holds, so a double-owned entry
+ *   would be a double free under ASan);
  * - an accepted input is serialized again and deserialized again, and the
  *   two graphs must be the same (kinds, contents, sharing, cycles);
  * - the heap verifies after a full collection every few hundred inputs.
@@ -22,6 +22,9 @@
 #include "clone.h"
 #include "fuzz_common.h"
 #include "../unit/clone_check.h"
+
+_Static_assert(CLONE_COPY_MIN == FUZZ_COPY_MIN,
+               "the carrier's buffers must travel in the copy table");
 
 static iso_runtime *rt;
 static iso_isolate *iso;
@@ -85,10 +88,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   m->size = size;
 
   /* What the tables hold, to check that a rejection gives it all back. */
-  void *moved_data[2] = {NULL, NULL};
+  void *moved_data[2] = {NULL, NULL}, *copy_data[2] = {NULL, NULL};
   iso_port *port = m->nports ? m->ports[0].port : NULL;
-  if (m->nmoved != 2 || m->nshared != 2 || m->nports != 1) die("carrier");
-  for (int i = 0; i < 2; i++) moved_data[i] = m->moved[i].store.data;
+  if (m->nmoved != 2 || m->nshared != 2 || m->nports != 1 || m->ncopies != 2)
+    die("carrier");
+  for (int i = 0; i < 2; i++) {
+    moved_data[i] = m->moved[i].store.data;
+    copy_data[i] = m->copies[i].store.data;
+  }
+  /* The copy entries' offsets are the carrier's, not the input's: the
+   * message must only be deserialized or freed now, never flattened
+   * (iso_message_data). */
 
   iso_scope s;
   iso_scope_open(iso, &s);
@@ -105,10 +115,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       die("a rejection does not name its offset");
     if (iso_handle_new(iso, ISO_NULL) != before + 1)
       die("a rejected input left handles behind");
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < 2; i++) {
       if (m->moved[i].state != CLONE_ENTRY_OWNED ||
           m->moved[i].store.data != moved_data[i] || m->moved[i].store.detached)
         die("a rejected input kept a transferred buffer");
+      if (m->copies[i].state != CLONE_ENTRY_OWNED ||
+          m->copies[i].store.data != copy_data[i] ||
+          m->copies[i].store.length != (i ? FUZZ_COPY1 : FUZZ_COPY0))
+        die("a rejected input kept a copied buffer");
+    }
     if (m->ports[0].state != CLONE_ENTRY_OWNED || m->ports[0].port != port)
       die("a rejected input kept the port");
     iso_message_free(m);

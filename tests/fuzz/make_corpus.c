@@ -2,9 +2,9 @@
  * Writes the deserializer fuzz target's seed corpus: one file per value,
  * the serialized bytes of a value of every kind and of combinations
  * (sharing, cycles, views, transfers, shared buffers, ports, host
- * objects, depth). Usage: make_corpus DIR. Values that carry tables use
- * them in the carrier's order (fuzz_common.h), so the fuzz target can
- * read them back.
+ * objects, depth, out-of-line copies). Usage: make_corpus DIR. Values
+ * that carry tables use them in the carrier's order (fuzz_common.h), so
+ * the fuzz target can read them back.
  */
 #include <errno.h>
 #include <math.h>
@@ -49,6 +49,24 @@ static void emit_t(const char *name, iso_value v, const iso_value *tl,
 }
 
 static void emit(const char *name, iso_value v) { emit_t(name, v, NULL, 0); }
+
+/* A message written by hand: the header with an object count, then the
+ * body. For what iso_message_data never returns: references to the copy
+ * table. */
+static void emit_raw(const char *name, uint32_t objects, const char *body,
+                     size_t len) {
+  char path[512];
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  unsigned char hdr[10] = {'I', 'S', 'O', 'C', 1, 0};
+  for (int i = 0; i < 4; i++) hdr[6 + i] = (unsigned char)(objects >> (8 * i));
+  FILE *f = fopen(path, "wb");
+  if (!f || fwrite(hdr, 1, sizeof hdr, f) != sizeof hdr ||
+      fwrite(body, 1, len, f) != len || fclose(f) != 0)
+    die(path);
+  written++;
+}
+#define EMIT_RAW(name, objects, body) \
+  emit_raw((name), (objects), (body), sizeof(body) - 1)
 
 static iso_handle str(const char *s) {
   return need(iso_string_from_cstr(iso, s));
@@ -198,6 +216,25 @@ static void buffers(void) {
   iso_port_close(p2);
 }
 
+/* Out-of-line copies, in the carrier's copy table order (copy0 of
+ * FUZZ_COPY0 bytes, copy1 of FUZZ_COPY1). */
+static void copies(void) {
+  EMIT_RAW("copy-one", 1, "C\x00");
+  /* [UINT8 view of 10 bytes at 4 of copy1, copy0, copy1 again] */
+  EMIT_RAW("copy-views", 4,
+           "A\x03V\x02\x04\x0a"
+           "C\x01"
+           "C\x00^\x01");
+  /* Every table at once: [moved0, copy1, shared0, copy0, moved1] */
+  EMIT_RAW("copy-tables", 6,
+           "A\x05"
+           "b\x00"
+           "C\x01"
+           "H\x00"
+           "C\x00"
+           "b\x01");
+}
+
 static void hosts(void) {
   /* A fixed pointer (never dereferenced), so the corpus is the same on
    * every run. */
@@ -243,6 +280,7 @@ int main(int argc, char **argv) {
   containers();
   records();
   buffers();
+  copies();
   hosts();
   deep();
   iso_isolate_free(iso);

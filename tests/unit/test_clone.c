@@ -1058,6 +1058,183 @@ static void test_messages(void) {
   CHECK_OK(iso_isolate_free(iso));
 }
 
+/* Big copied buffers travel out of line (Note [Out-of-line copies] in
+ * isolate/clone.c): the value is the same as with inline bytes, the copy
+ * is independent of its source, iso_message_data gives self-contained
+ * bytes of the size iso_message_size promised, and a failed receive
+ * leaves the copies in the message for the next try. */
+static void test_out_of_line_copies(void) {
+  iso_isolate *iso = new_isolate(), *other = new_isolate();
+  host_log log;
+  memset(&log, 0, sizeof log);
+  iso_clone_delegate d = {sizeof d, host_write, host_read, &log};
+  /* Sizes around the threshold (64 KiB) and a big one. */
+  const size_t sizes[] = {(size_t)64 << 10, ((size_t)64 << 10) - 1,
+                          (size_t)1 << 20, 300000};
+  iso_handle bufs[4], arr = iso_array_new(iso, 0);
+  for (int i = 0; i < 4; i++) {
+    bufs[i] = iso_array_buffer_new(iso, sizes[i]);
+    CHECK(bufs[i] != NULL);
+    unit_fill(iso_array_buffer_data(iso_get(bufs[i])), sizes[i], 40 + i);
+    CHECK_OK(iso_array_push(iso, iso_get(arr), iso_get(bufs[i])));
+  }
+  /* The big one again, and through a view: one buffer, one copy. */
+  CHECK_OK(iso_array_push(iso, iso_get(arr), iso_get(bufs[2])));
+  iso_handle view =
+      iso_typed_array_new(iso, ISO_TYPED_UINT32, iso_get(bufs[3]), 8, 1000);
+  CHECK(view != NULL);
+  CHECK_OK(iso_array_push(iso, iso_get(arr), iso_get(view)));
+  int target = 9;
+  iso_handle ext = iso_external_new(iso, &target, NULL, NULL);
+  CHECK_OK(iso_array_push(iso, iso_get(arr), iso_get(ext)));
+
+  /* Kept aside: the sources change after serializing. */
+  char *want[4];
+  for (int i = 0; i < 4; i++) {
+    want[i] = malloc(sizes[i]);
+    memcpy(want[i], iso_array_buffer_data(iso_get(bufs[i])), sizes[i]);
+  }
+  iso_message *m = NULL, *m2 = NULL;
+  CHECK_OK(iso_serialize(iso, iso_get(arr), NULL, 0, &d, &m));
+  CHECK_OK(iso_serialize(iso, iso_get(arr), NULL, 0, &d, &m2));
+  for (int i = 0; i < 4; i++)
+    ((char *)iso_array_buffer_data(iso_get(bufs[i])))[7] ^= 0x5a;
+
+  /* Sizes count every byte of every buffer once, however it travels. */
+  size_t total = 0;
+  for (int i = 0; i < 4; i++) total += sizes[i];
+  size_t n = iso_message_size(m);
+  CHECK_UGE(n, total + 1);
+  CHECK_ULE(n, total + 200);
+  CHECK_UEQ(iso_message_size(m2), n);
+
+  /* A failing receive, twice (the failure comes after the buffers):
+   * the message keeps its copies and reads fine afterwards. */
+  log.fail_read = 1;
+  for (int k = 0; k < 2; k++)
+    CHECK_FAILS(iso_deserialize(other, m, &d), == NULL, ISO_ERR_DATA_CLONE,
+                "read_host failed");
+  log.fail_read = 0;
+  CHECK_UEQ(iso_message_size(m), n);
+  iso_scope sc;
+  iso_scope_open(other, &sc);
+  iso_handle got = iso_deserialize(other, m, &d);
+  CHECK(got != NULL);
+  iso_value g = iso_get(got);
+  CHECK_UEQ(iso_array_length(g), 7);
+  iso_value gb[4];
+  for (int i = 0; i < 4; i++) {
+    gb[i] = iso_get(iso_array_get(other, g, (size_t)i));
+    CHECK_UEQ(iso_array_buffer_byte_length(gb[i]), sizes[i]);
+    CHECK(memcmp(iso_array_buffer_data(gb[i]), want[i], sizes[i]) == 0);
+  }
+  CHECK(iso_get(iso_array_get(other, g, 4)) == gb[2]);
+  iso_value gv = iso_get(iso_array_get(other, g, 5));
+  CHECK(iso_get(iso_typed_array_buffer(other, gv)) == gb[3]);
+  CHECK(iso_external_value(iso_get(iso_array_get(other, g, 6))) == &target);
+  CHECK_OK(iso_scope_close(&sc));
+
+  /* The bytes alone: inline 'B' everywhere, the promised size, and a
+   * message from them reads back the same value. */
+  const uint8_t *bytes = iso_message_data(m2);
+  CHECK(bytes != NULL);
+  CHECK_UEQ(iso_message_size(m2), n);
+  CHECK(bytes[10] == 'A' && bytes[11] == 7 && bytes[12] == 'B');
+  iso_message *flat = iso_message_from_bytes(bytes, n);
+  CHECK(flat != NULL);
+  iso_scope_open(other, &sc);
+  iso_handle a = iso_deserialize(other, flat, &d);
+  iso_handle b = iso_deserialize(other, m2, &d); /* rewritten, still good */
+  CHECK(a != NULL && b != NULL);
+  CHECK(clone_same(other, iso_get(a), iso_get(b)));
+  for (int i = 0; i < 4; i++) {
+    iso_value ab = iso_get(iso_array_get(other, iso_get(a), (size_t)i));
+    CHECK(memcmp(iso_array_buffer_data(ab), want[i], sizes[i]) == 0);
+  }
+  CHECK_OK(iso_scope_close(&sc));
+
+  /* Unreceived messages free their copies (ASan's leak check sees the
+   * small ones); so does an in-process clone. */
+  CHECK_OK(iso_serialize(iso, iso_get(arr), NULL, 0, &d, &m));
+  iso_message_free(m);
+  iso_scope_open(iso, &sc);
+  iso_handle c = iso_structured_clone(iso, iso_get(bufs[2]), NULL, 0);
+  CHECK(c != NULL);
+  CHECK(clone_same(iso, iso_get(bufs[2]), iso_get(c)));
+  CHECK(iso_array_buffer_data(iso_get(c)) !=
+        iso_array_buffer_data(iso_get(bufs[2])));
+  CHECK_OK(iso_scope_close(&sc));
+  /* A failed serialize frees the copies it made before failing. */
+  iso_handle bad = iso_array_new(iso, 0);
+  CHECK_OK(iso_array_push(iso, iso_get(bad), iso_get(bufs[2])));
+  CHECK_OK(iso_array_push(iso, iso_get(bad), iso_get(ext)));
+  m = (iso_message *)1;
+  CHECK_FAILS_ST(iso_serialize(iso, iso_get(bad), NULL, 0, NULL, &m),
+                 ISO_ERR_DATA_CLONE,
+                 "value[1]: an external without a delegate");
+  CHECK(m == NULL);
+  for (int i = 0; i < 4; i++) free(want[i]);
+  gc_both(iso, other);
+  CHECK_OK(iso_isolate_free(other));
+  CHECK_OK(iso_isolate_free(iso));
+}
+
+/* Big stores are reused once released (Note [Big store reuse] in
+ * isolate/array_buffer.c, Note [Copy store cache] in isolate/clone.c):
+ * a new buffer must still read as zeros everywhere, and a copy must hold
+ * exactly its source's bytes, whatever the reused memory held before. */
+static void test_store_reuse(void) {
+  iso_isolate *iso = new_isolate(), *other = new_isolate();
+  const size_t sizes[] = {(size_t)64 << 10, ((size_t)1 << 20) + 100,
+                          (size_t)3 << 20};
+  for (int round = 0; round < 6; round++) {
+    size_t n = sizes[round % 3];
+    iso_scope s;
+    iso_scope_open(iso, &s);
+    /* Dirty a buffer everywhere, then release its store three ways: a
+     * detach, a transfer whose message is never received, and a copy
+     * received and detached on the other side. */
+    iso_handle a = iso_array_buffer_new(iso, n);
+    iso_handle b = iso_array_buffer_new(iso, n);
+    CHECK(a != NULL && b != NULL);
+    unit_fill(iso_array_buffer_data(iso_get(a)), n, 70 + (uint64_t)round);
+    unit_fill(iso_array_buffer_data(iso_get(b)), n, 80 + (uint64_t)round);
+    iso_message *m = NULL, *c = NULL;
+    CHECK_OK(iso_serialize(iso, iso_get(a), NULL, 0, NULL, &c));
+    iso_value tl[1] = {iso_get(b)};
+    CHECK_OK(iso_serialize(iso, iso_get(b), tl, 1, NULL, &m));
+    iso_message_free(m);
+    iso_handle got = iso_deserialize(other, c, NULL);
+    CHECK(got != NULL);
+    CHECK(memcmp(iso_array_buffer_data(iso_get(got)),
+                 iso_array_buffer_data(iso_get(a)), n) == 0);
+    CHECK_OK(iso_array_buffer_detach(other, iso_get(got)));
+    CHECK_OK(iso_array_buffer_detach(iso, iso_get(a)));
+    /* New buffers of the same size: zeros, wherever they came from. */
+    for (int k = 0; k < 3; k++) {
+      iso_handle z = iso_array_buffer_new(iso, n);
+      CHECK(z != NULL);
+      const unsigned char *p = iso_array_buffer_data(iso_get(z));
+      size_t nonzero = 0;
+      for (size_t i = 0; i < n; i++) nonzero += p[i] != 0;
+      CHECK_UEQ(nonzero, 0);
+    }
+    /* A copy into a reused store: exactly the source's bytes. */
+    iso_handle src = iso_array_buffer_new(iso, n);
+    unit_fill(iso_array_buffer_data(iso_get(src)), n, 90 + (uint64_t)round);
+    CHECK_OK(iso_serialize(iso, iso_get(src), NULL, 0, NULL, &c));
+    got = iso_deserialize(other, c, NULL);
+    CHECK(got != NULL);
+    CHECK_UEQ(iso_array_buffer_byte_length(iso_get(got)), n);
+    CHECK(memcmp(iso_array_buffer_data(iso_get(got)),
+                 iso_array_buffer_data(iso_get(src)), n) == 0);
+    CHECK_OK(iso_scope_close(&s));
+  }
+  gc_both(iso, other);
+  CHECK_OK(iso_isolate_free(other));
+  CHECK_OK(iso_isolate_free(iso));
+}
+
 /* The same type id in another runtime, with another layout. */
 static void test_type_ids(void) {
   iso_runtime *rt2 = iso_runtime_new(NULL);
@@ -1350,6 +1527,8 @@ int main(int argc, char **argv) {
   RUN(test_error_paths);
   RUN(test_ports);
   RUN(test_messages);
+  RUN(test_out_of_line_copies);
+  RUN(test_store_reuse);
   RUN(test_type_ids);
   RUN(test_rich_graph);
   RUN(test_random_graphs);

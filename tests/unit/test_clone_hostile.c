@@ -367,6 +367,13 @@ static void test_crafted(void) {
 
   /* Table indexes in a message that has no tables. */
   BAD(1, "b\x00", "transferred buffer 0 of 0");
+  /* Out-of-line copies: bytes alone have no copy table. */
+  BAD(1, "C\x00", "copied buffer 0 of 0");
+  BAD(1, "C\x85\x01", "copied buffer 133 of 0");
+  BAD(2,
+      "V\x01\x00\x00"
+      "C\x00",
+      "copied buffer 0 of 0");
   BAD(1, "H\x00", "shared buffer 0 of 0");
   BAD(1, "P\x00", "port 0 of 0");
   BAD(2,
@@ -443,7 +450,7 @@ static void test_nothing_survives(void) {
 /* Seeded random bodies behind a valid header, biased towards tags. */
 static void test_random_bytes(void) {
   iso_isolate *iso = iso_isolate_new(rt, NULL);
-  static const char tags[] = "_0FTINSAMRBbHVPX^";
+  static const char tags[] = "_0FTINSAMRBbCHVPX^";
   uint64_t seed = 0x5eed;
   int accepted = 0;
   for (int round = 0; round < 20000; round++) {
