@@ -523,7 +523,6 @@ void gc_full(iso_isolate *iso, gc_reason reason) {
   gc_marking_finish_now(iso);
   gc_marking_start(iso, reason);
   gc_marking_finish_now(iso);
-  h->full_gc_requested = false;
   cycle_end(iso, &c, GC_PAUSE_FULL, reason);
 }
 

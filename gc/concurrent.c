@@ -265,7 +265,6 @@ void gc_marking_start(iso_isolate *iso, gc_reason reason) {
   if (load_state(m) == ISO_GC_CYCLE_MARKING) return;
   gc_marking_complete_sweep(iso);
   gc_threads_start(iso->rt);
-  h->full_gc_requested = false;
   /* A full collection (in_gc) reports itself: no cycle line. */
   m->reason = h->in_gc ? -1 : (int)reason;
   m->start_ns = isolate_now_ns();

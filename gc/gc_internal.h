@@ -79,8 +79,6 @@ void gc_mark_shade(gc_worklist_local *wl, iso_value v);
  * caller). */
 void gc_mark_set(iso_value v);
 bool gc_mark_test(iso_value v);
-/* Pops and traces until the worklist (local and global) is empty. */
-void gc_mark_drain(const gc_type *types, gc_worklist_local *wl);
 /* Shades the referents of grey object o; returns o's size in bytes. */
 size_t gc_mark_trace(const gc_type *types, gc_worklist_local *wl, iso_value o);
 

@@ -135,7 +135,6 @@ typedef struct gc_marking {
   size_t quarantine_count;
   uint64_t start_ns;
   size_t assist_at;        /* committed old bytes that start assists */
-  size_t live_after;       /* live bytes found by the last sweep */
   double cycle_pause_ms;   /* this cycle's pauses, for the trace line */
   uint64_t cycle_bg_mark_ns, cycle_bg_sweep_ns;
   size_t used_before, total_before;
@@ -157,7 +156,6 @@ typedef struct gc_heap {
   unsigned stress_scavenge_every, stress_full_every;
   uint64_t stress_count;
   bool in_gc;
-  bool full_gc_requested;
   /* The old generation ended a collection over its limit: the next young
    * allocation takes the slow path, collects fully, and fails if it is
    * still over (gc/young.c). */

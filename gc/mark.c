@@ -65,7 +65,3 @@ size_t gc_mark_trace(const gc_type *types, gc_worklist_local *wl,
   return size;
 }
 
-void gc_mark_drain(const gc_type *types, gc_worklist_local *wl) {
-  iso_value o;
-  while ((o = gc_worklist_pop(wl)) != 0) gc_mark_trace(types, wl, o);
-}

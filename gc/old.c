@@ -129,7 +129,6 @@ static bool add_page(iso_isolate *iso, bool check_limit) {
   gc_old_retire_lab(iso);
   h->old.lab_top = p->area_start;
   h->old.lab_limit = p->area_end;
-  if (gc_old_committed(h) > h->old.trigger) h->full_gc_requested = true;
   return true;
 }
 
@@ -180,7 +179,6 @@ void *gc_large_alloc_raw(iso_isolate *iso, size_t bytes, bool check_limit) {
   h->old.large_bytes += p->mapping_size;
   h->old.large_object_bytes += bytes;
   h->allocated_bytes_total += bytes;
-  if (gc_old_committed(h) > h->old.trigger) h->full_gc_requested = true;
   if (gc_marking_active(h)) gc_mark_set((iso_value)(uintptr_t)p->area_start);
   return p->area_start;
 }
@@ -348,7 +346,6 @@ static void adopt(iso_isolate *iso, gc_page *p) {
   }
   p->free_chain = NULL;
   thr_store_release(&p->sweep_state, (uint32_t)GC_SWEEP_DONE);
-  iso->heap.marking.live_after += p->live_bytes;
 }
 
 static void sweep_end(iso_isolate *iso);
@@ -389,7 +386,6 @@ static void sweep_end(iso_isolate *iso) {
   m->adopt_next = 0;
   thr_store_relaxed(&m->sweep_next, (size_t)0);
   gc_old_update_trigger(h, gc_old_committed(h));
-  m->live_after = 0;
   h->over_limit = gc_old_committed(h) > h->old.limit;
   gc_young_limit_changed(iso);
 }
