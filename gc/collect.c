@@ -4,23 +4,21 @@
  * external memory.
  *
  * Note [Full collection]
- * A full collection is a scavenge that joins marking, then marking, then
- * sweeping:
- *   1. The scavenge evacuates the young generation as usual and, on the
- *      way, shades every old object referenced from a root or from a
- *      surviving young object; objects it promotes are allocated black and
- *      scanned. After it, every young object is a survivor whose old
- *      referents are grey or black.
- *   2. Marking drains the segment worklist: it traces old objects only
- *      (young referents are survivors already scanned in step 1).
- *   3. Sweeping rebuilds the free lists from unmarked gaps, clears the
- *      remembered-set bits of dead objects, frees unmarked large objects
- *      and empty pages, and clears mark bits.
+ * A full collection (iso_gc(FULL), the heap limit, stress mode) is the
+ * concurrent cycle of gc/concurrent.c run to its end in one pause of this
+ * isolate:
+ *   1. A cycle already marking is finished first (its garbage is floating
+ *      from an older snapshot), and a pending sweep is completed.
+ *   2. The join: a scavenge that evacuates the young generation and, on
+ *      the way, shades every old object referenced from a root or from a
+ *      surviving young object; promoted objects are black and scanned.
+ *   3. Marking drains the segment worklist on this thread (GC threads
+ *      help); it traces old objects only (young referents are survivors
+ *      already scanned in step 2).
+ *   4. The end of marking and the sweep, completed before returning.
  * An isolate's old objects are reachable only from that isolate (there are
  * no cross-isolate references), so one isolate's full collection marks
- * and sweeps just its own pages, pausing nobody else. The marking engine
- * itself (mark.c, worklist.c) makes no assumption that the isolate is
- * stopped; it is the one concurrent marker threads run.
+ * and sweeps just its own pages, pausing nobody else.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -512,9 +510,7 @@ double gc_scavenge_join(iso_isolate *iso, gc_worklist_local *join) {
   return (double)(h->last_gc_end_ns - c.start_ns) / 1e6;
 }
 
-/* Note [Full collection]: the same machinery as a concurrent cycle, run to
- * its end at once: finish the cycle in progress (if any), join a new one,
- * mark everything on this thread (GC threads help), end marking, sweep. */
+/* Note [Full collection] at the top. */
 void gc_full(iso_isolate *iso, gc_reason reason) {
   gc_heap *h = &iso->heap;
   if (h->in_gc) return;

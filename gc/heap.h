@@ -126,8 +126,8 @@ typedef struct gc_marking {
   gc_page **sweep_pages;
   size_t sweep_count;
   size_t sweep_next;  /* atomic */
-  /* Owner (or a GC thread holding the parked isolate; threads/README in
-   * gc/concurrent.c). */
+  /* Owner (or a GC thread holding the parked isolate: "Who touches what"
+   * at the top of gc/concurrent.c). */
   gc_worklist_local local; /* the owner's grey objects: barrier overflow,
                               assists, the join */
   size_t adopt_next;       /* sweep_pages[adopt_next..] not yet adopted */
