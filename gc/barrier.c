@@ -36,14 +36,42 @@
  * Stores into young hosts need nothing: the scavenger reaches every young
  * object it keeps from a root, the remembered set, or another survivor.
  */
+#include <stdlib.h>
+
 #include "gc_internal.h"
+
+static void rset_list(gc_page *page) {
+  gc_heap *h = &page->owner->heap;
+  if (h->rset_count == h->rset_cap) {
+    size_t cap = h->rset_cap ? h->rset_cap * 2 : 64;
+    gc_page **n = realloc(h->rset_pages, cap * sizeof *n);
+    /* A slot left unrecorded would be a dangling reference later. */
+    ISO_ASSERT(n != NULL);
+    h->rset_pages = n;
+    h->rset_cap = cap;
+  }
+  h->rset_pages[h->rset_count++] = page;
+  page->rset_index = (uint32_t)h->rset_count;
+}
 
 void gc_rset_record(gc_page *page, iso_value *slot) {
   size_t i = gc_page_word_index(page, slot);
   uint64_t m = 1ull << (i % 64);
   if (!(thr_load_relaxed(&page->rsetbits[i / 64]) & m))
     thr_fetch_or_relaxed(&page->rsetbits[i / 64], m);
-  page->has_rset = true;
+  size_t w = i / 64;
+  page->rset_summary[w / 64] |= 1ull << (w % 64);
+  if (!page->rset_index) rset_list(page);
+}
+
+void gc_rset_unlist(gc_page *page) {
+  if (!page->rset_index) return;
+  gc_heap *h = &page->owner->heap;
+  size_t i = page->rset_index - 1;
+  gc_page *last = h->rset_pages[--h->rset_count];
+  h->rset_pages[i] = last;
+  last->rset_index = (uint32_t)(i + 1);
+  page->rset_index = 0;
 }
 
 void iso_inl_barrier_slow(iso_isolate *iso, iso_value host, iso_value *slot,

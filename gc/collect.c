@@ -133,6 +133,9 @@ void gc_heap_destroy(iso_isolate *iso) {
   externs_free_all(h, &h->dead_externs);
   gc_young_release_all(iso);
   gc_old_release_all(iso);
+  free(h->rset_pages);
+  h->rset_pages = NULL;
+  h->rset_count = h->rset_cap = 0;
 }
 
 /* ---- allocation ---- */

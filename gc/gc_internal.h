@@ -85,6 +85,9 @@ size_t gc_mark_trace(const gc_type *types, gc_worklist_local *wl, iso_value o);
 /* ---- remembered set (barrier.c) ---- */
 
 void gc_rset_record(gc_page *page, iso_value *slot);
+/* Takes a page off its owner's list of remembered pages (it is being
+ * freed). Owner, or a GC thread holding the parked isolate. */
+void gc_rset_unlist(gc_page *page);
 
 /* ---- external memory (collect.c) ---- */
 

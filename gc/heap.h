@@ -82,6 +82,15 @@ typedef struct gc_young {
   size_t survived_bytes;
   unsigned quiet_scavenges; /* in a row with few survivors (resize) */
   bool promote_all;         /* next scavenge promotes every survivor */
+  /* Pretenuring (Note [Pretenuring] in gc/young.c). */
+  bool pretenure;           /* new objects go to the old space */
+  bool probing;             /* a one-page young window measures survival */
+  unsigned high_survival;   /* scavenges in a row with most bytes kept */
+  size_t saved_capacity;    /* capacity_pages before the probe */
+  size_t pretenured_bytes;  /* since pretenuring began or the last probe */
+  size_t pretenure_poll_at; /* pretenured_bytes of the next safepoint */
+  size_t probe_every;       /* pretenured bytes between probes */
+  uint64_t pretenured_total;
 } gc_young;
 
 typedef struct gc_old {
@@ -147,6 +156,10 @@ typedef struct gc_marking {
 typedef struct gc_heap {
   gc_young young;
   gc_old old;
+  /* Old and large pages with remembered-set bits (gc_page.rset_index),
+   * so a scavenge visits those, not the whole old space. */
+  gc_page **rset_pages;
+  size_t rset_count, rset_cap;
   gc_extern_vec young_externs, old_externs;
   gc_extern_vec dead_externs; /* found dead on a GC thread; owner frees */
   size_t external_bytes;      /* all of this isolate's gc_extern lengths */

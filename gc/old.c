@@ -267,6 +267,7 @@ void gc_large_sweep(iso_isolate *iso) {
       o->large_count--;
       o->large_bytes -= p->mapping_size;
       o->large_object_bytes -= p->object_size;
+      gc_rset_unlist(p);
       gc_large_page_free(iso->rt->pool, p);
       continue;
     }
@@ -335,6 +336,7 @@ static void adopt(iso_isolate *iso, gc_page *p) {
   gc_sweep_ensure(p);
   if (p->live_bytes == 0) {
     unlink_page(o, p);
+    gc_rset_unlist(p);
     gc_pool_give(iso->rt->pool, p);
     return;
   }

@@ -89,7 +89,7 @@ static void page_init(gc_page *p, iso_isolate *owner, uint32_t flags,
   p->area_end = (char *)p + (mapping < GC_PAGE_SIZE ? mapping : GC_PAGE_SIZE);
   p->mapping_size = mapping;
   p->live_bytes = 0;
-  p->has_rset = false;
+  p->rset_index = 0;
   p->committed = true;
   p->scratch = 0;
   /* Release: a marker thread that masks an address of this page and reads
@@ -127,7 +127,9 @@ gc_page *gc_pool_take(gc_pool *pool, iso_isolate *owner, uint32_t flags) {
   pthread_mutex_unlock(&pool->lock);
   p->markbits = p->inline_bits;
   p->rsetbits = p->inline_bits + GC_BITMAP_WORDS;
-  memset(p->inline_bits, 0, 2 * GC_BITMAP_WORDS * sizeof(uint64_t));
+  p->rset_summary = p->inline_bits + 2 * GC_BITMAP_WORDS;
+  memset(p->inline_bits, 0,
+         (2 * GC_BITMAP_WORDS + GC_RSET_SUMMARY_WORDS) * sizeof(uint64_t));
   page_init(p, owner, flags, GC_PAGE_SIZE);
   return p;
 }
@@ -167,16 +169,20 @@ gc_page *gc_large_page_new(gc_pool *pool, iso_isolate *owner,
   size_t mapping = (GC_PAGE_HEADER_SIZE + object_bytes + 4095) & ~(size_t)4095;
   size_t words = object_bytes / 8;
   uint64_t *mark = calloc(1, sizeof(uint64_t));
-  uint64_t *rset = calloc((words + 63) / 64, sizeof(uint64_t));
-  char *base = mark && rset ? map_aligned(mapping) : NULL;
+  size_t rset_words = (words + 63) / 64;
+  uint64_t *rset = calloc(rset_words, sizeof(uint64_t));
+  uint64_t *summary = calloc((rset_words + 63) / 64, sizeof(uint64_t));
+  char *base = mark && rset && summary ? map_aligned(mapping) : NULL;
   if (!base) {
     free(mark);
     free(rset);
+    free(summary);
     return NULL;
   }
   gc_page *p = (gc_page *)base;
   p->markbits = mark;
   p->rsetbits = rset;
+  p->rset_summary = summary;
   page_init(p, owner, GC_PAGE_OLD | GC_PAGE_LARGE, mapping);
   p->area_end = base + mapping;
   p->object_size = object_bytes;
@@ -190,6 +196,7 @@ void gc_large_page_free(gc_pool *pool, gc_page *p) {
   size_t mapping = p->mapping_size;
   free(p->markbits);
   free(p->rsetbits);
+  free(p->rset_summary);
   munmap(p, mapping);
   pthread_mutex_lock(&pool->lock);
   pool->mapped_bytes -= mapping;

@@ -29,6 +29,8 @@
 #define GC_PAGE_AREA (GC_PAGE_SIZE - GC_PAGE_HEADER_SIZE)
 #define GC_PAGE_AREA_WORDS (GC_PAGE_AREA / 8)
 #define GC_BITMAP_WORDS ((GC_PAGE_AREA_WORDS + 63) / 64)
+/* The remembered set's summary: one bit per word of rsetbits. */
+#define GC_RSET_SUMMARY_WORDS ((GC_BITMAP_WORDS + 63) / 64)
 /* Objects of this size and above get a large page of their own. */
 #define GC_LARGE_OBJECT_SIZE (128u * 1024u)
 
@@ -50,6 +52,8 @@ typedef struct gc_page {
   size_t mapping_size; /* GC_PAGE_SIZE, or a large page's whole mapping */
   uint64_t *markbits;  /* one bit per word of the area */
   uint64_t *rsetbits;  /* old-to-young slots, one bit per word */
+  /* One bit per word of rsetbits that may be non-zero; owner only. */
+  uint64_t *rset_summary;
   size_t live_bytes;   /* old pages: bytes of objects after the last sweep */
   struct gc_page *prev; /* old pages: the owner's list is doubly linked */
   /* Sweeping (gc/old.c): GC_SWEEP_DONE, or _PENDING until a thread claims
@@ -60,12 +64,17 @@ typedef struct gc_page {
   uint64_t *free_chain; /* free blocks found by the sweep; word 1 links */
   size_t free_bytes;
   size_t object_size;  /* large pages: the object's exact size in bytes */
-  bool has_rset;       /* some rsetbits may be set */
+  /* Listed in the owner's heap.rset_pages at rset_index - 1 (some
+   * rsetbits may be set); 0: not listed, no bit set. Owner only. */
+  uint32_t rset_index;
   bool committed;      /* pool: false once the memory was given back */
-  uint64_t inline_bits[]; /* normal pages: markbits, then rsetbits */
+  /* normal pages: markbits, rsetbits, then rset_summary */
+  uint64_t inline_bits[];
 } gc_page;
 
-_Static_assert(sizeof(gc_page) + 2 * GC_BITMAP_WORDS * 8 <= GC_PAGE_HEADER_SIZE,
+_Static_assert(sizeof(gc_page) +
+                       (2 * GC_BITMAP_WORDS + GC_RSET_SUMMARY_WORDS) * 8 <=
+                   GC_PAGE_HEADER_SIZE,
                "page header too small");
 
 enum { GC_SWEEP_DONE = 0, GC_SWEEP_PENDING, GC_SWEEP_BUSY, GC_SWEEP_SWEPT };

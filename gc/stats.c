@@ -198,6 +198,7 @@ iso_status iso_gc_statistics(iso_isolate *iso, iso_gc_statistics_t *out) {
   out->background_sweep_ms =
       (double)thr_load_relaxed(&h->marking.bg_sweep_ns) / 1e6;
   out->promoted_bytes = h->promoted_bytes_total;
+  out->pretenured_bytes = h->young.pretenured_total;
   size_t used = gc_young_used(iso);
   out->allocated_bytes =
       h->allocated_bytes_total +

@@ -111,6 +111,12 @@ static bool check_value(verifier *v, const void *where, iso_value x,
       return fail(v, "old object %p holds young %p without a remembered-set "
                   "entry",
                   where, (void *)x);
+    if (!gc_bit_test(host->rset_summary, i / 64) || host->rset_index == 0 ||
+        host->rset_index > v->iso->heap.rset_count ||
+        v->iso->heap.rset_pages[host->rset_index - 1] != host)
+      return fail(v, "old object %p holds young %p: its remembered-set bit "
+                  "is set but the page is not summarised or not listed",
+                  where, (void *)x);
   }
   return true;
 }

@@ -19,11 +19,43 @@
  *   already); if the OS refuses an old page it stays young instead.
  * - Debug builds (ISO_DEBUG_CHECKS >= 1) zap the evacuated pages, so a
  *   stale raw value fails at its next use.
+ *
+ * Note [Pretenuring]
+ * A program whose new objects nearly all live (a cache or a table being
+ * filled, a record replaced in a big live set) gains nothing from a young
+ * generation: every scavenge copies all it allocated, and the pause grows
+ * with the semispace. So the allocation site the isolate as a whole is
+ * measured: a scavenge that keeps at least PRETENURE_SURVIVAL_PERCENT of
+ * what it found (and found at least PRETENURE_MIN_USED) makes the next
+ * scavenge promote everything; if that one keeps as much too, the young
+ * generation is empty and stays so: new objects are allocated straight
+ * in the old space (black while marking), through the slow path, whose
+ * inline area is hidden (limit_hidden).
+ *   Why it needs an empty young generation: objects are initialised
+ * without the barrier (record_new's fast path, the clone reader), so a
+ * pretenured object holding a young reference would be missing from the
+ * remembered set. With no young object anywhere, no such reference can
+ * exist. Scavenges while pretenuring (a cycle's join, iso_gc) find the
+ * young generation empty and cost only the roots.
+ *   Programs change phase, so pretenuring is a bet that is checked: after
+ * probe_every pretenured bytes the isolate allocates one young page (the
+ * probe), whose scavenge promotes everything and measures survival. High:
+ * pretenuring resumes and the next probe comes twice as late (up to
+ * PROBE_EVERY_MAX). Low: the young generation is back, at the size it had.
+ * The safepoint work of the slow path (stress, the cycle's assists and
+ * end, external pressure, the heap limit, starting a cycle) runs once per
+ * PRETENURE_POLL_BYTES, as it runs once per young page otherwise.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "gc_internal.h"
+
+#define PRETENURE_SURVIVAL_PERCENT 80
+#define PRETENURE_MIN_USED ((size_t)64 << 10)
+#define PRETENURE_POLL_BYTES ((size_t)GC_PAGE_AREA)
+#define PROBE_EVERY_MIN ((size_t)4 << 20)
+#define PROBE_EVERY_MAX ((size_t)64 << 20)
 
 typedef struct scavenger {
   iso_isolate *iso;
@@ -75,7 +107,7 @@ static char *area_limit(iso_isolate *iso) { return iso->heap.young.real_limit; }
 
 static bool limit_hidden(iso_isolate *iso) {
   return iso->heap.stress_scavenge_every || iso->heap.over_limit ||
-         iso->heap.external_pressure;
+         iso->heap.external_pressure || iso->heap.young.pretenure;
 }
 
 /* Keeps inl.alloc_top <= inl.alloc_limit: the inline check computes
@@ -222,28 +254,48 @@ static void root_visitor(iso_isolate *iso, iso_value *slot, void *ctx) {
   scavenge_slot(ctx, slot);
 }
 
-/* Visits the remembered set of one old or large page. */
-static void scavenge_rset(scavenger *s, gc_page *p) {
-  if (!p->has_rset) return;
+/* Visits the remembered set of one listed old or large page, through its
+ * summary; returns whether any slot still holds a young reference. */
+static bool scavenge_rset(scavenger *s, gc_page *p) {
   /* Dead objects' bits are cleared by the sweep: finish it first. */
   if (!(p->flags & GC_PAGE_LARGE)) gc_sweep_ensure(p);
   size_t words = (p->flags & GC_PAGE_LARGE) ? (p->object_size + 63 * 8) / (64 * 8)
                                             : GC_BITMAP_WORDS;
+  size_t summary_words = (words + 63) / 64;
   bool any = false;
-  for (size_t w = 0; w < words; w++) {
-    uint64_t bits = p->rsetbits[w];
-    if (!bits) continue;
-    uint64_t keep = bits;
-    while (bits) {
-      unsigned b = (unsigned)__builtin_ctzll(bits);
-      bits &= bits - 1;
-      iso_value *slot = (iso_value *)(void *)(p->area_start + (w * 64 + b) * 8);
-      if (!scavenge_old_slot(s, slot)) keep &= ~(1ull << b);
+  for (size_t sw = 0; sw < summary_words; sw++) {
+    uint64_t sbits = p->rset_summary[sw], skeep = sbits;
+    while (sbits) {
+      unsigned sb = (unsigned)__builtin_ctzll(sbits);
+      sbits &= sbits - 1;
+      size_t w = sw * 64 + sb;
+      uint64_t bits = p->rsetbits[w], keep = bits;
+      while (bits) {
+        unsigned b = (unsigned)__builtin_ctzll(bits);
+        bits &= bits - 1;
+        iso_value *slot =
+            (iso_value *)(void *)(p->area_start + (w * 64 + b) * 8);
+        if (!scavenge_old_slot(s, slot)) keep &= ~(1ull << b);
+      }
+      p->rsetbits[w] = keep;
+      if (!keep) skeep &= ~(1ull << sb);
     }
-    p->rsetbits[w] = keep;
-    any |= keep != 0;
+    p->rset_summary[sw] = skeep;
+    any |= skeep != 0;
   }
-  p->has_rset = any;
+  return any;
+}
+
+/* Every remembered page. Nothing is recorded meanwhile (promoted objects
+ * are scanned later, by process()), so the walk goes down the list and a
+ * page left with no young reference is replaced by the last one, which
+ * was visited already. */
+static void scavenge_rsets(scavenger *s) {
+  gc_heap *h = &s->iso->heap;
+  for (size_t i = h->rset_count; i-- > 0;) {
+    gc_page *p = h->rset_pages[i];
+    if (!scavenge_rset(s, p)) gc_rset_unlist(p);
+  }
 }
 
 static void scan_object(scavenger *s, iso_value o, bool old_host) {
@@ -301,15 +353,20 @@ static void process(scavenger *s, gc_page *scan_page, char *scan) {
   }
 }
 
-/* survived counts what the scavenge kept, copied or promoted. Many
+/* survived counts what the scavenge kept, copied or promoted, of the
+ * used bytes it found. Many
  * survivors: a bigger semispace gives objects more time to die before they
  * are copied, and promotes less. Few, for a while: a smaller one stays in
  * cache. Growing is immediate, shrinking waits for eight quiet scavenges in
  * a row, so a program that alternates phases keeps the larger size. */
-static void resize(iso_isolate *iso, size_t survived) {
+static void resize(iso_isolate *iso, size_t used, size_t survived) {
   gc_young *y = &iso->heap.young;
   size_t cap = y->capacity_pages * GC_PAGE_AREA;
-  if (survived > cap / 16 && y->capacity_pages < y->max_pages) {
+  /* Nearly all of it kept: a bigger semispace would only make the pause
+   * longer (Note [Pretenuring] takes over instead). */
+  bool most = used >= PRETENURE_MIN_USED &&
+              survived * 100 >= used * PRETENURE_SURVIVAL_PERCENT;
+  if (survived > cap / 16 && !most && y->capacity_pages < y->max_pages) {
     y->capacity_pages *= 2;
     if (y->capacity_pages > y->max_pages) y->capacity_pages = y->max_pages;
     y->quiet_scavenges = 0;
@@ -324,6 +381,63 @@ static void resize(iso_isolate *iso, size_t survived) {
   }
 }
 
+/* Note [Pretenuring]: after a scavenge that found used bytes. */
+static void start_pretenuring(gc_young *y) {
+  y->pretenure = true;
+  y->promote_all = false;
+  y->high_survival = 0;
+  y->pretenured_bytes = 0;
+  y->pretenure_poll_at = PRETENURE_POLL_BYTES;
+  if (y->probe_every == 0) y->probe_every = PROBE_EVERY_MIN;
+}
+
+static void pretenure_policy(gc_heap *h, size_t used, const scavenger *s) {
+  gc_young *y = &h->young;
+  if (h->flags & ISO_ISOLATE_NO_PRETENURING) return;
+  if (y->pretenure || used < PRETENURE_MIN_USED) return; /* no news */
+  size_t kept = s->survived_bytes + s->promoted_bytes;
+  bool high = kept * 100 >= used * PRETENURE_SURVIVAL_PERCENT;
+  /* An object that stayed young (the OS refused an old page) could be
+   * referenced by a pretenured one without the barrier's knowledge. */
+  bool empty = s->survived_bytes == 0;
+  if (y->probing) {
+    y->probing = false;
+    y->capacity_pages = y->saved_capacity;
+    if (high && empty) {
+      start_pretenuring(y);
+      y->probe_every = y->probe_every * 2 < PROBE_EVERY_MAX
+                           ? y->probe_every * 2
+                           : PROBE_EVERY_MAX;
+    } else {
+      y->probe_every = PROBE_EVERY_MIN;
+      y->high_survival = 0;
+    }
+    return;
+  }
+  if (!high) {
+    y->high_survival = 0;
+    return;
+  }
+  if (y->high_survival && s->promote_all && empty) {
+    start_pretenuring(y);
+    return;
+  }
+  y->high_survival = 1;
+  y->promote_all = true;
+}
+
+/* The probe: one young page, whose scavenge promotes all it keeps. */
+static void start_probe(iso_isolate *iso) {
+  gc_young *y = &iso->heap.young;
+  y->pretenure = false;
+  y->probing = true;
+  y->promote_all = true;
+  y->pretenured_bytes = 0;
+  y->saved_capacity = y->capacity_pages;
+  y->capacity_pages = y->page_count ? y->page_count : 1;
+  gc_young_limit_changed(iso);
+}
+
 void gc_scavenge_work(iso_isolate *iso, gc_worklist_local *join) {
   gc_heap *h = &iso->heap;
   gc_young *y = &h->young;
@@ -333,6 +447,7 @@ void gc_scavenge_work(iso_isolate *iso, gc_worklist_local *join) {
   s.join = join;
   s.promote_all = y->promote_all;
 
+  size_t used = gc_young_used(iso);
   /* Flip: every current young page becomes from-space. */
   if (y->last)
     gc_fill(iso->inl.alloc_top, (size_t)(area_limit(iso) - iso->inl.alloc_top));
@@ -347,12 +462,12 @@ void gc_scavenge_work(iso_isolate *iso, gc_worklist_local *join) {
   char *scan = scan_page->area_start;
 
   isolate_visit_roots(iso, root_visitor, &s);
-  for (gc_page *p = h->old.pages; p; p = p->next) scavenge_rset(&s, p);
-  for (gc_page *p = h->old.large; p; p = p->next) scavenge_rset(&s, p);
+  scavenge_rsets(&s);
   process(&s, scan_page, scan);
 
   gc_externs_after_scavenge(iso);
-  resize(iso, s.survived_bytes + s.promoted_bytes);
+  bool probing = y->probing;
+  if (!probing) resize(iso, used, s.survived_bytes + s.promoted_bytes);
   /* Fast promotion: when the semispace cannot grow and a quarter of it
    * survived, what survives next time is almost surely long-lived (a
    * structure bigger than the young generation being built); copying it
@@ -360,12 +475,14 @@ void gc_scavenge_work(iso_isolate *iso, gc_worklist_local *join) {
   y->promote_all = y->capacity_pages == y->max_pages &&
                    s.survived_bytes + s.promoted_bytes >
                        y->capacity_pages * GC_PAGE_AREA / 4;
+  if (probing && used < PRETENURE_MIN_USED) y->promote_all = true;
+  pretenure_policy(h, used, &s);
   /* Evacuated pages become spares for the next scavenge's to-space, up to
    * the semispace size; the rest go back to the pool. A spare is flagged
    * free, so a stale reference into it still fails verification. */
   /* In fast promotion the next to-space stays nearly empty, so spares
    * would only keep memory resident: give all but a few back to the OS. */
-  size_t keep = y->promote_all ? 4 : y->capacity_pages;
+  size_t keep = y->promote_all || y->pretenure ? 4 : y->capacity_pages;
   while (from) {
     gc_page *n = from->next;
     if (y->spare_count < keep) {
@@ -388,6 +505,7 @@ void gc_scavenge_work(iso_isolate *iso, gc_worklist_local *join) {
   free(s.promoted);
   y->survived_bytes = s.survived_bytes;
   h->promoted_bytes_total += s.promoted_bytes;
+  gc_young_limit_changed(iso);
 }
 
 /* ---- allocation slow path ---- */
@@ -427,6 +545,17 @@ void *gc_alloc_young_slow(iso_isolate *iso, size_t bytes) {
     }
     return mem ? mem : out_of_memory(iso, bytes);
   }
+  gc_young *y = &h->young;
+  /* Note [Pretenuring]: between safepoints, straight to the old space. */
+  if (y->pretenure && y->pretenured_bytes < y->pretenure_poll_at &&
+      !h->stress_scavenge_every && !h->over_limit && !h->external_pressure) {
+    void *mem = gc_old_alloc_raw(iso, bytes, true);
+    if (ISO_LIKELY(mem != NULL)) {
+      y->pretenured_bytes += bytes;
+      y->pretenured_total += bytes;
+      return mem;
+    }
+  }
   if (h->stress_scavenge_every && !h->in_gc) gc_stress_tick(iso);
   /* A safepoint: the concurrent cycle's assists, its end, its sweep. */
   if (!h->in_gc && gc_marking_state(iso) != ISO_GC_CYCLE_IDLE)
@@ -450,6 +579,25 @@ void *gc_alloc_young_slow(iso_isolate *iso, size_t bytes) {
       if (gc_old_would_exceed(iso, 0)) return out_of_memory(iso, bytes);
       h->over_limit = false; /* the near-heap-limit callback raised it */
       gc_young_limit_changed(iso);
+    }
+  }
+  if (y->pretenure) {
+    if (!h->in_gc) {
+      y->pretenure_poll_at = y->pretenured_bytes + PRETENURE_POLL_BYTES;
+      gc_cycle_poll(iso);
+      if (y->pretenure && y->pretenured_bytes >= y->probe_every)
+        start_probe(iso);
+    }
+    if (y->pretenure) {
+      void *mem = gc_old_alloc_raw(iso, bytes, true);
+      if (!mem && !h->in_gc) {
+        gc_full(iso, GC_REASON_LIMIT);
+        mem = gc_old_alloc_raw(iso, bytes, true);
+      }
+      if (!mem) return out_of_memory(iso, bytes);
+      y->pretenured_bytes += bytes;
+      y->pretenured_total += bytes;
+      return mem;
     }
   }
   bool collected = false;

@@ -226,6 +226,10 @@ ISO_API iso_type iso_type_of(iso_value v);
 enum {
   ISO_ISOLATE_TRACE_GC = 1u << 0,    /* one line per GC, as --trace-gc */
   ISO_ISOLATE_VERIFY_HEAP = 1u << 1, /* verify the heap after every GC */
+  /* New objects always start young, even when nearly all of them survive
+   * (by default such an isolate allocates them in the old space; see
+   * pretenured_bytes in iso_gc_statistics_t). */
+  ISO_ISOLATE_NO_PRETENURING = 1u << 2,
 };
 
 /* Debug switches that break the collector on purpose, so tests can show
@@ -826,6 +830,9 @@ typedef struct iso_gc_statistics_t {
   uint64_t cycles;            /* marking cycles completed (full GCs too) */
   double background_mark_ms;  /* marking done by GC threads for it */
   double background_sweep_ms; /* sweeping done by GC threads for it */
+  /* Allocated straight in the old space because nearly every new object
+   * survived its first scavenges (pretenuring), in total. */
+  uint64_t pretenured_bytes;
 } iso_gc_statistics_t;
 /* Pause statistics of this isolate since it was created (percentiles from
  * a log-linear histogram, within 3%). Owning thread. */

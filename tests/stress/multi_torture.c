@@ -160,6 +160,7 @@ typedef struct worker {
   uint64_t rounds, steps, checks, heap_verifies, scavenges, full_gcs;
   uint64_t cycles, concurrent_ends, starts, gc_steps, parks;
   uint64_t cycle_checks; /* checks made because a cycle completed */
+  uint64_t pretenured_bytes;
   double background_mark_ms, background_sweep_ms, parked_ms;
 } worker;
 
@@ -334,6 +335,7 @@ static void run_round(worker *w, uint64_t round) {
   w->concurrent_ends += gs.marking.count;
   w->background_mark_ms += gs.background_mark_ms;
   w->background_sweep_ms += gs.background_sweep_ms;
+  w->pretenured_bytes += gs.pretenured_bytes;
   if (O.verbose)
     printf(
         "multi_torture: thread %u round %llu: %llu steps, %llu checks, "
@@ -538,6 +540,7 @@ int main(int argc, char **argv) {
     total.cycle_checks += w->cycle_checks;
     total.background_mark_ms += w->background_mark_ms;
     total.background_sweep_ms += w->background_sweep_ms;
+    total.pretenured_bytes += w->pretenured_bytes;
     total.parked_ms += w->parked_ms;
   }
   s = iso_runtime_free(rt);
@@ -563,9 +566,10 @@ int main(int argc, char **argv) {
       (unsigned long long)total.starts, (unsigned long long)total.gc_steps);
   printf(
       "multi_torture: %llu parks (%.0f ms parked), background marking "
-      "%.1f ms, sweeping %.1f ms; %.1f s\n",
+      "%.1f ms, sweeping %.1f ms; %.1f MB pretenured; %.1f s\n",
       (unsigned long long)total.parks, total.parked_ms,
       total.background_mark_ms, total.background_sweep_ms,
+      (double)total.pretenured_bytes / 1e6,
       now_s() - start_time);
   /* A run this long with no concurrent cycle tested the scavenger and the
    * full collector only, which torture does already: fail it. */
