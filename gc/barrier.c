@@ -32,6 +32,9 @@
  * when inl.barrier_flags is non-zero (GC_BARRIER_MARKING while marking).
  * It stores first and passes the overwritten value: the owner cannot reach
  * a safepoint, where marking may end, between the store and the shading.
+ * The overwritten value is read only while marking: outside a cycle the
+ * store is a plain store, which does not wait for a cache miss on the
+ * slot (a random store into a big array costs a miss otherwise).
  *
  * Stores into young hosts need nothing: the scavenger reaches every young
  * object it keeps from a root, the remembered set, or another survivor.

@@ -55,10 +55,13 @@ static void env_stress(gc_heap *h) {
 }
 
 void gc_old_update_trigger(gc_heap *h, size_t live) {
-  /* Grow by half the live size (at least MIN_TRIGGER) before the next
-   * full collection, as V8's and Go's pacers do in spirit: the cost of a
-   * full collection is paid for by proportional allocation. */
-  size_t grow = live / 2 > MIN_TRIGGER ? live / 2 : MIN_TRIGGER;
+  /* The next cycle starts once as much again as the live size has been
+   * allocated (at least MIN_TRIGGER), as Go's default pacing does: the
+   * cost of a cycle, proportional to the live size, is paid for by
+   * proportional allocation, and the heap stays near twice the live size
+   * plus what is allocated while marking. live is measured after the
+   * sweep (gc_old_used). */
+  size_t grow = live > MIN_TRIGGER ? live : MIN_TRIGGER;
   size_t t = live + grow;
   h->old.trigger = t < h->old.limit ? t : h->old.limit;
 }
@@ -530,7 +533,7 @@ void gc_cycle_poll(iso_isolate *iso) {
   if (h->in_gc) return;
   gc_marking_poll(iso);
   if (gc_marking_state(iso) == ISO_GC_CYCLE_IDLE &&
-      gc_old_committed(h) > h->old.trigger)
+      gc_old_used(h) > h->old.trigger)
     gc_marking_start(iso, GC_REASON_TRIGGER);
 }
 

@@ -164,23 +164,45 @@ static size_t take_ring(gc_marking *m, gc_worklist_local *l) {
 
 /* Traces grey objects until budget bytes are traced or nothing is left
  * (in l, the shared worklist and the ring). Returns the bytes traced. */
+/* Marking is bound by cache misses on the headers of grey objects, which
+ * lie anywhere in the heap: popped objects wait in a small FIFO, their
+ * headers prefetched, and are traced MARK_PREFETCH pops later, so that
+ * many misses are in flight at once. */
+#define MARK_PREFETCH 16
+
 static size_t drain(iso_isolate *iso, gc_worklist_local *l, size_t budget,
                     const int *cancel) {
   gc_marking *m = &iso->heap.marking;
   const gc_type *types = iso->rt->types;
   size_t bytes = 0, objects = 0;
+  iso_value fifo[MARK_PREFETCH];
+  unsigned head = 0, count = 0;
   for (;;) {
-    iso_value o = gc_worklist_pop(l);
-    if (!o) {
+    while (count < MARK_PREFETCH) {
+      iso_value o = gc_worklist_pop(l);
+      if (!o) break;
+      __builtin_prefetch(gc_obj(o));
+      fifo[(head + count++) % MARK_PREFETCH] = o;
+    }
+    if (count == 0) {
       if (take_ring(m, l) == 0) break;
       continue;
     }
+    iso_value o = fifo[head];
+    head = (head + 1) % MARK_PREFETCH;
+    count--;
     bytes += gc_mark_trace(types, l, o);
     if (++objects % CANCEL_CHECK_EVERY == 0) {
       if (cancel && thr_load_relaxed(cancel)) break;
       take_ring(m, l);
     }
     if (bytes >= budget) break;
+  }
+  /* Grey objects still waiting go back to the worklist. */
+  while (count) {
+    gc_worklist_push(l, fifo[head]);
+    head = (head + 1) % MARK_PREFETCH;
+    count--;
   }
   thr_fetch_add_relaxed(&m->marked_bytes, bytes);
   return bytes;
@@ -283,7 +305,7 @@ void gc_marking_start(iso_isolate *iso, gc_reason reason) {
   double ms = gc_scavenge_join(iso, &m->local);
   gc_worklist_local_finish(&m->local);
   m->cycle_pause_ms += ms;
-  size_t c = gc_old_committed(h);
+  size_t c = gc_old_used(h);
   m->assist_at = c + (c / 4 > ASSIST_EVERY ? c / 4 : ASSIST_EVERY);
   gc_threads_notify(iso->rt);
 }
@@ -345,8 +367,8 @@ void gc_marking_poll(iso_isolate *iso) {
   if (st == ISO_GC_CYCLE_MARKING) {
     if (!gc_threads_running(iso->rt)) {
       gc_marking_step(iso, ASSIST_BYTES);
-    } else if (gc_old_committed(h) > m->assist_at) {
-      m->assist_at = gc_old_committed(h) + ASSIST_EVERY;
+    } else if (gc_old_used(h) > m->assist_at) {
+      m->assist_at = gc_old_used(h) + ASSIST_EVERY;
       gc_marking_step(iso, ASSIST_BYTES);
     } else if (nothing_grey(m)) {
       try_finish(iso, true);

@@ -41,6 +41,18 @@ static inline size_t gc_old_committed(const gc_heap *h) {
   return h->old.page_count * GC_PAGE_SIZE + h->old.large_bytes;
 }
 
+/* Bytes of the old space in objects (live or not yet found dead): the
+ * committed bytes less the free lists and the rest of the allocation
+ * area. Pages still waiting to be swept count as full. What the cycle's
+ * trigger and assists measure: allocation, not page growth, so free
+ * space left by a sweep is refilled before a new cycle starts. */
+static inline size_t gc_old_used(const gc_heap *h) {
+  size_t c = gc_old_committed(h);
+  size_t f = h->old.fl.free_bytes;
+  if (h->old.lab_top) f += (size_t)(h->old.lab_limit - h->old.lab_top);
+  return c > f ? c - f : 0;
+}
+
 /* ---- old space (old.c) ---- */
 
 /* Bytes in the old space: a bump in the linear allocation area, else a

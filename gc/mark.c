@@ -41,12 +41,18 @@ void gc_mark_shade(gc_worklist_local *wl, iso_value v) {
    * updated the slot). Only old objects are marked. */
   if (!(thr_load_relaxed(&p->flags) & GC_PAGE_OLD)) return;
   size_t i = gc_page_word_index(p, gc_obj(v));
-  if (gc_bit_set_atomic(p->markbits, i)) {
-    /* The worklist is LIFO: the object is popped soon, so fetch its header
-     * now and overlap the cache miss with the rest of this trace. */
-    __builtin_prefetch(gc_obj(v));
-    gc_worklist_push(wl, v);
-  }
+  if (gc_bit_set_atomic(p->markbits, i)) gc_worklist_push(wl, v);
+}
+
+/* The page flags and mark-bit word gc_mark_shade will read for v. The
+ * address is computed, not loaded: a normal page's mark bits are the
+ * first of its inline_bits (for a large page the guess is harmless). */
+static inline void prefetch_shade(iso_value v) {
+  gc_page *p = gc_page_of(gc_obj(v));
+  size_t i = (size_t)((const char *)gc_obj(v) - (const char *)p -
+                      GC_PAGE_HEADER_SIZE) / 8;
+  __builtin_prefetch(p);
+  __builtin_prefetch(&p->inline_bits[(i / 64) % GC_BITMAP_WORDS]);
 }
 
 size_t gc_mark_trace(const gc_type *types, gc_worklist_local *wl,
@@ -56,7 +62,15 @@ size_t gc_mark_trace(const gc_type *types, gc_worklist_local *wl,
   size_t size = gc_size_from_header(o, hdr);
   size_t n = gc_slots_from_header(types, hdr, size);
   iso_value *slots = gc_slots(o);
+  /* A long object (an array of many references) shades objects anywhere
+   * in the heap: the mark bits SHADE_AHEAD slots on are fetched early. */
+  enum { SHADE_AHEAD = 8 };
+  size_t ahead = n > 2 * SHADE_AHEAD ? SHADE_AHEAD : 0;
   for (size_t i = 0; i < n; i++) {
+    if (ahead && i + ahead < n) {
+      iso_value a = thr_load_relaxed(&slots[i + ahead]);
+      if (iso_is_ref(a)) prefetch_shade(a);
+    }
     /* Acquire: pairs with the release store of the barrier (isolate.h),
      * so an object published into a slot is seen initialised. */
     iso_value v = thr_load_acquire(&slots[i]);

@@ -387,7 +387,7 @@ static void sweep_end(iso_isolate *iso) {
   thr_store_release(&m->sweep_count, (size_t)0);
   m->adopt_next = 0;
   thr_store_relaxed(&m->sweep_next, (size_t)0);
-  gc_old_update_trigger(h, gc_old_committed(h));
+  gc_old_update_trigger(h, gc_old_used(h));
   h->over_limit = gc_old_committed(h) > h->old.limit;
   gc_young_limit_changed(iso);
 }

@@ -981,14 +981,20 @@ ISO_INLINE iso_value iso_record_slot(iso_value r, uint32_t i) {
  * or an old object receives a young reference (see gc/barrier.c). */
 ISO_INLINE void iso_inl_store(iso_isolate *iso, iso_value host,
                               iso_value *slot, iso_value v) {
-  iso_value old = __atomic_load_n(slot, __ATOMIC_RELAXED);
+  if (ISO_UNLIKELY(ISO_INL(iso)->barrier_flags != 0)) {
+    /* Marking: the overwritten value is shaded. Only then is it read: a
+     * store alone to a slot not in cache does not stall, a load does. */
+    iso_value old = __atomic_load_n(slot, __ATOMIC_RELAXED);
+    __atomic_store_n(slot, v, __ATOMIC_RELEASE);
+    iso_inl_barrier_slow(iso, host, slot, old, v);
+    return;
+  }
   /* Release: a GC thread that reads v (acquire) sees the object's
    * contents. A plain move on x86. */
   __atomic_store_n(slot, v, __ATOMIC_RELEASE);
-  if (ISO_UNLIKELY(ISO_INL(iso)->barrier_flags != 0) ||
-      (iso_is_ref(v) && (ISO_INL_PAGE_FLAGS(v) & ISO_INL_PAGE_YOUNG) &&
-       !(ISO_INL_PAGE_FLAGS(host) & ISO_INL_PAGE_YOUNG)))
-    iso_inl_barrier_slow(iso, host, slot, old, v);
+  if (iso_is_ref(v) && (ISO_INL_PAGE_FLAGS(v) & ISO_INL_PAGE_YOUNG) &&
+      !(ISO_INL_PAGE_FLAGS(host) & ISO_INL_PAGE_YOUNG))
+    iso_inl_barrier_slow(iso, host, slot, ISO_UNDEFINED, v);
 }
 
 ISO_INLINE iso_status iso_record_set(iso_isolate *iso, iso_value r,
