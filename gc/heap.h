@@ -211,6 +211,12 @@ void gc_heap_destroy(iso_isolate *iso);
 iso_value gc_alloc(iso_isolate *iso, uint32_t type, size_t bytes);
 /* The same, straight into the old space (pretenuring). */
 iso_value gc_alloc_old(iso_isolate *iso, uint32_t type, size_t bytes);
+/* While the isolate pretenures (Note [Pretenuring] in gc/young.c), a raw
+ * old block of bytes between two safepoints; NULL when the slow path must
+ * run instead. Never collects, so the caller's raw values stay valid, and
+ * the young generation is empty, so a new object holding them needs no
+ * barrier to be initialised. */
+void *gc_pretenure_try(iso_isolate *iso, size_t bytes);
 /* Slow path of the inline young allocation: a raw young (or large) block
  * of bytes, header and contents unset; 0 on OOM. May run a GC. */
 void *gc_alloc_young_slow(iso_isolate *iso, size_t bytes);

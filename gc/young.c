@@ -38,8 +38,8 @@
  * exist. Scavenges while pretenuring (a cycle's join, iso_gc) find the
  * young generation empty and cost only the roots.
  *   Programs change phase, so pretenuring is a bet that is checked: after
- * probe_every pretenured bytes the isolate allocates one young page (the
- * probe), whose scavenge promotes everything and measures survival. High:
+ * probe_every pretenured bytes the isolate allocates PROBE_BYTES young
+ * (the probe), whose scavenge promotes everything and measures survival. High:
  * pretenuring resumes and the next probe comes twice as late (up to
  * PROBE_EVERY_MAX). Low: the young generation is back, at the size it had.
  * The safepoint work of the slow path (stress, the cycle's assists and
@@ -52,7 +52,8 @@
 #include "gc_internal.h"
 
 #define PRETENURE_SURVIVAL_PERCENT 80
-#define PRETENURE_MIN_USED ((size_t)64 << 10)
+#define PRETENURE_MIN_USED ((size_t)32 << 10)
+#define PROBE_BYTES ((size_t)64 << 10)
 #define PRETENURE_POLL_BYTES ((size_t)GC_PAGE_AREA)
 #define PROBE_EVERY_MIN ((size_t)4 << 20)
 #define PROBE_EVERY_MAX ((size_t)64 << 20)
@@ -73,7 +74,10 @@ void gc_young_init(iso_isolate *iso, size_t max_young) {
   if (max_pages < 1) max_pages = 1;
   y->max_pages = max_pages;
   y->min_pages = max_pages < 4 ? max_pages : 4;
-  y->capacity_pages = y->min_pages;
+  /* Starting small keeps the first scavenges short when everything
+   * survives (pretenuring then takes over); resize() grows it at once
+   * when few survive. */
+  y->capacity_pages = 1;
   y->pages = y->last = NULL;
   y->page_count = 0;
   iso->inl.alloc_top = iso->inl.alloc_limit = NULL;
@@ -366,7 +370,10 @@ static void resize(iso_isolate *iso, size_t used, size_t survived) {
    * longer (Note [Pretenuring] takes over instead). */
   bool most = used >= PRETENURE_MIN_USED &&
               survived * 100 >= used * PRETENURE_SURVIVAL_PERCENT;
-  if (survived > cap / 16 && !most && y->capacity_pages < y->max_pages) {
+  if (!most && y->capacity_pages < y->min_pages) {
+    y->capacity_pages = y->min_pages; /* the start was small for this */
+    y->quiet_scavenges = 0;
+  } else if (survived > cap / 16 && !most && y->capacity_pages < y->max_pages) {
     y->capacity_pages *= 2;
     if (y->capacity_pages > y->max_pages) y->capacity_pages = y->max_pages;
     y->quiet_scavenges = 0;
@@ -426,7 +433,8 @@ static void pretenure_policy(gc_heap *h, size_t used, const scavenger *s) {
   y->promote_all = true;
 }
 
-/* The probe: one young page, whose scavenge promotes all it keeps. */
+/* The probe: PROBE_BYTES of young allocation, whose scavenge promotes
+ * all it keeps (and pauses for as short as that takes). */
 static void start_probe(iso_isolate *iso) {
   gc_young *y = &iso->heap.young;
   y->pretenure = false;
@@ -435,7 +443,9 @@ static void start_probe(iso_isolate *iso) {
   y->pretenured_bytes = 0;
   y->saved_capacity = y->capacity_pages;
   y->capacity_pages = y->page_count ? y->page_count : 1;
-  gc_young_limit_changed(iso);
+  char *top = iso->inl.alloc_top, *limit = y->real_limit;
+  if (top && (size_t)(limit - top) > PROBE_BYTES) limit = top + PROBE_BYTES;
+  set_area(iso, top, limit);
 }
 
 void gc_scavenge_work(iso_isolate *iso, gc_worklist_local *join) {
@@ -531,6 +541,38 @@ static void *out_of_memory(iso_isolate *iso, size_t bytes) {
   return NULL;
 }
 
+/* Note [Pretenuring]: the old-space allocation of the slow path, which
+ * collects fully once when the heap limit stands in the way. */
+static void *pretenure_alloc(iso_isolate *iso, size_t bytes) {
+  gc_heap *h = &iso->heap;
+  void *mem = gc_old_alloc_raw(iso, bytes, true);
+  if (!mem && !h->in_gc) {
+    gc_full(iso, GC_REASON_LIMIT);
+    mem = gc_old_alloc_raw(iso, bytes, true);
+  }
+  if (!mem) return out_of_memory(iso, bytes);
+  h->young.pretenured_bytes += bytes;
+  h->young.pretenured_total += bytes;
+  return mem;
+}
+
+void *gc_pretenure_try(iso_isolate *iso, size_t bytes) {
+  gc_heap *h = &iso->heap;
+  gc_young *y = &h->young;
+  /* Note [Pretenuring]: between safepoints, straight to the old space. */
+  if (!y->pretenure || y->pretenured_bytes >= y->pretenure_poll_at ||
+      bytes >= GC_LARGE_OBJECT_SIZE || h->stress_scavenge_every ||
+      h->over_limit || h->external_pressure || isolate_terminating(iso))
+    return NULL;
+  ISO_DASSERT(gc_young_used(iso) == 0); /* what makes it barrier-free */
+  void *mem = gc_old_alloc_raw(iso, bytes, true);
+  if (ISO_LIKELY(mem != NULL)) {
+    y->pretenured_bytes += bytes;
+    y->pretenured_total += bytes;
+  }
+  return mem;
+}
+
 void *gc_alloc_young_slow(iso_isolate *iso, size_t bytes) {
   gc_heap *h = &iso->heap;
   if (isolate_terminating(iso)) {
@@ -546,16 +588,8 @@ void *gc_alloc_young_slow(iso_isolate *iso, size_t bytes) {
     return mem ? mem : out_of_memory(iso, bytes);
   }
   gc_young *y = &h->young;
-  /* Note [Pretenuring]: between safepoints, straight to the old space. */
-  if (y->pretenure && y->pretenured_bytes < y->pretenure_poll_at &&
-      !h->stress_scavenge_every && !h->over_limit && !h->external_pressure) {
-    void *mem = gc_old_alloc_raw(iso, bytes, true);
-    if (ISO_LIKELY(mem != NULL)) {
-      y->pretenured_bytes += bytes;
-      y->pretenured_total += bytes;
-      return mem;
-    }
-  }
+  void *fast = gc_pretenure_try(iso, bytes);
+  if (fast) return fast;
   if (h->stress_scavenge_every && !h->in_gc) gc_stress_tick(iso);
   /* A safepoint: the concurrent cycle's assists, its end, its sweep. */
   if (!h->in_gc && gc_marking_state(iso) != ISO_GC_CYCLE_IDLE)
@@ -581,27 +615,17 @@ void *gc_alloc_young_slow(iso_isolate *iso, size_t bytes) {
       gc_young_limit_changed(iso);
     }
   }
-  if (y->pretenure) {
-    if (!h->in_gc) {
-      y->pretenure_poll_at = y->pretenured_bytes + PRETENURE_POLL_BYTES;
-      gc_cycle_poll(iso);
-      if (y->pretenure && y->pretenured_bytes >= y->probe_every)
-        start_probe(iso);
-    }
-    if (y->pretenure) {
-      void *mem = gc_old_alloc_raw(iso, bytes, true);
-      if (!mem && !h->in_gc) {
-        gc_full(iso, GC_REASON_LIMIT);
-        mem = gc_old_alloc_raw(iso, bytes, true);
-      }
-      if (!mem) return out_of_memory(iso, bytes);
-      y->pretenured_bytes += bytes;
-      y->pretenured_total += bytes;
-      return mem;
-    }
+  if (y->pretenure && !h->in_gc) {
+    y->pretenure_poll_at = y->pretenured_bytes + PRETENURE_POLL_BYTES;
+    gc_cycle_poll(iso);
+    if (y->pretenure && y->pretenured_bytes >= y->probe_every)
+      start_probe(iso);
   }
   bool collected = false;
   for (;;) {
+    /* Checked on every turn: the scavenge below may start pretenuring,
+     * and then no young object may be made. */
+    if (y->pretenure) return pretenure_alloc(iso, bytes);
     char *top = iso->inl.alloc_top;
     if (top && (size_t)(area_limit(iso) - top) >= bytes) {
       set_area(iso, top + bytes, area_limit(iso));

@@ -71,6 +71,15 @@ static iso_handle record_new(iso_isolate *iso, iso_type type, size_t n,
   size_t bytes = record_size(t);
   ISO_DASSERT(iso->inl.types[type].size_bytes == bytes ||
               iso->inl.types[type].size_bytes == 0); /* large */
+  void *mem = gc_pretenure_try(iso, bytes);
+  if (mem) {
+    /* No collection in between and no young object anywhere: the init
+     * values are written as they are (gc_pretenure_try). */
+    gc_object_init(iso, mem, type, bytes);
+    iso_value r = (iso_value)(uintptr_t)mem;
+    for (size_t k = 0; k < n; k++) gc_slot_init(r, k, init[k]);
+    return iso_handle_new(iso, r);
+  }
 
   /* The init values may be young objects that the allocation moves: hold
    * them in handles, and remember where those are (a handle scope may
