@@ -174,19 +174,8 @@ iso_value gc_alloc_old(iso_isolate *iso, uint32_t type, size_t bytes) {
     isolate_terminated_error(iso);
     return 0;
   }
-  void *mem = gc_old_alloc_raw(iso, bytes, true);
-  if (!mem) {
-    gc_full(iso, GC_REASON_LIMIT);
-    mem = gc_old_alloc_raw(iso, bytes, true);
-  }
-  if (!mem) {
-    isolate_fail(ISO_ERR_OUT_OF_MEMORY,
-                 "heap limit reached allocating %zu bytes in the old "
-                 "generation (limit %zu)",
-                 bytes, iso->heap.old.limit);
-    if (iso->worker) isolate_request_terminate(iso, ISO_EXIT_OUT_OF_MEMORY);
-    return 0;
-  }
+  void *mem = gc_old_alloc_collecting(iso, bytes);
+  if (!mem) return 0;
   gc_object_init(iso, mem, type, bytes);
   return (iso_value)(uintptr_t)mem;
 }

@@ -85,7 +85,7 @@ typedef struct gc_young {
   /* Pretenuring (Note [Pretenuring] in gc/young.c). */
   bool pretenure;           /* new objects go to the old space */
   bool probing;             /* a one-page young window measures survival */
-  unsigned high_survival;   /* scavenges in a row with most bytes kept */
+  unsigned high_survival;   /* 1: the last scavenge kept most bytes */
   size_t saved_capacity;    /* capacity_pages before the probe */
   size_t pretenured_bytes;  /* since pretenuring began or the last probe */
   size_t pretenure_poll_at; /* pretenured_bytes of the next safepoint */
@@ -104,7 +104,7 @@ typedef struct gc_old {
   size_t large_object_bytes;   /* bytes of the objects in them */
   size_t limit;                /* max_old_generation_size now */
   size_t initial_limit;
-  size_t trigger;              /* committed bytes that start a full GC */
+  size_t trigger;              /* gc_old_used() that starts a cycle */
 } gc_old;
 
 #define GC_MAX_CALLBACKS 8
@@ -211,6 +211,10 @@ void gc_heap_destroy(iso_isolate *iso);
 iso_value gc_alloc(iso_isolate *iso, uint32_t type, size_t bytes);
 /* The same, straight into the old space (pretenuring). */
 iso_value gc_alloc_old(iso_isolate *iso, uint32_t type, size_t bytes);
+/* A raw old block of bytes (< GC_LARGE_OBJECT_SIZE: or a large page); at
+ * the heap limit, one full collection and a retry, then NULL with the
+ * out-of-memory error set (a worker is told to stop). */
+void *gc_old_alloc_collecting(iso_isolate *iso, size_t bytes);
 /* While the isolate pretenures (Note [Pretenuring] in gc/young.c), a raw
  * old block of bytes between two safepoints; NULL when the slow path must
  * run instead. Never collects, so the caller's raw values stay valid, and

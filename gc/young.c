@@ -24,8 +24,8 @@
  * A program whose new objects nearly all live (a cache or a table being
  * filled, a record replaced in a big live set) gains nothing from a young
  * generation: every scavenge copies all it allocated, and the pause grows
- * with the semispace. So the allocation site the isolate as a whole is
- * measured: a scavenge that keeps at least PRETENURE_SURVIVAL_PERCENT of
+ * with the semispace. So the isolate as a whole is measured, as V8
+ * measures an allocation site: a scavenge that keeps at least PRETENURE_SURVIVAL_PERCENT of
  * what it found (and found at least PRETENURE_MIN_USED) makes the next
  * scavenge promote everything; if that one keeps as much too, the young
  * generation is empty and stays so: new objects are allocated straight
@@ -541,18 +541,23 @@ static void *out_of_memory(iso_isolate *iso, size_t bytes) {
   return NULL;
 }
 
-/* Note [Pretenuring]: the old-space allocation of the slow path, which
- * collects fully once when the heap limit stands in the way. */
-static void *pretenure_alloc(iso_isolate *iso, size_t bytes) {
+void *gc_old_alloc_collecting(iso_isolate *iso, size_t bytes) {
   gc_heap *h = &iso->heap;
   void *mem = gc_old_alloc_raw(iso, bytes, true);
   if (!mem && !h->in_gc) {
     gc_full(iso, GC_REASON_LIMIT);
     mem = gc_old_alloc_raw(iso, bytes, true);
   }
-  if (!mem) return out_of_memory(iso, bytes);
-  h->young.pretenured_bytes += bytes;
-  h->young.pretenured_total += bytes;
+  return mem ? mem : out_of_memory(iso, bytes);
+}
+
+/* Note [Pretenuring]: the old-space allocation of the slow path. */
+static void *pretenure_alloc(iso_isolate *iso, size_t bytes) {
+  void *mem = gc_old_alloc_collecting(iso, bytes);
+  if (mem) {
+    iso->heap.young.pretenured_bytes += bytes;
+    iso->heap.young.pretenured_total += bytes;
+  }
   return mem;
 }
 
