@@ -99,6 +99,7 @@ iso_status gc_heap_init(iso_isolate *iso, const iso_isolate_params *p) {
   h->trace_data = p->trace_data;
   h->old.limit = h->old.initial_limit = old;
   gc_old_update_trigger(h, 0);
+  h->limit_request_seen = thr_load_relaxed(&iso->rt->limit_request);
   h->start_ns = h->last_gc_end_ns = isolate_now_ns();
   h->hash_state = (uint32_t)((uintptr_t)iso >> 4) ^ 0x9e3779b9u;
   gc_young_init(iso, young);
@@ -432,7 +433,7 @@ static void cycle_end(iso_isolate *iso, gc_cycle *c, gc_pause_kind k,
       abort();
     }
   }
-  h->over_limit = gc_old_committed(h) > h->old.limit;
+  h->over_limit = gc_old_over_limit(iso);
   h->external_pressure = false;
   h->external_since_gc = 0;
   h->external_after_gc = h->external_bytes;
@@ -521,9 +522,17 @@ void gc_cycle_poll(iso_isolate *iso) {
   gc_heap *h = &iso->heap;
   if (h->in_gc) return;
   gc_marking_poll(iso);
-  if (gc_marking_state(iso) == ISO_GC_CYCLE_IDLE &&
-      gc_old_used(h) > h->old.trigger)
+  if (gc_marking_state(iso) != ISO_GC_CYCLE_IDLE) return;
+  if (gc_old_used(h) > h->old.trigger) {
     gc_marking_start(iso, GC_REASON_TRIGGER);
+    return;
+  }
+  /* Note [The runtime's heap limit] in old.c: another isolate asked. */
+  uint64_t req = thr_load_relaxed(&iso->rt->limit_request);
+  if (req != h->limit_request_seen) {
+    h->limit_request_seen = req;
+    gc_marking_start(iso, GC_REASON_LIMIT);
+  }
 }
 
 void gc_poll(iso_isolate *iso) {

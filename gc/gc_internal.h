@@ -62,8 +62,16 @@ static inline size_t gc_old_used(const gc_heap *h) {
 void *gc_old_alloc_raw(iso_isolate *iso, size_t bytes, bool check_limit);
 /* A large page for one object; NULL past the limit or if the OS refuses. */
 void *gc_large_alloc_raw(iso_isolate *iso, size_t bytes, bool check_limit);
-/* Would adding bytes to the old generation exceed its limit? */
+/* Would adding bytes to the old generation exceed its limit, or the
+ * runtime's (Note [The runtime's heap limit] in old.c)? The latter also
+ * asks every isolate to collect. */
 bool gc_old_would_exceed(iso_isolate *iso, size_t bytes);
+/* Is the old generation over its limit, or the runtime over its? */
+bool gc_old_over_limit(iso_isolate *iso);
+/* Would bytes more take the runtime past max_heap_size? Any thread. */
+bool gc_runtime_over_limit(iso_runtime *rt, size_t bytes);
+/* Asks every isolate of the runtime to start a cycle. Any thread. */
+void gc_runtime_request_collections(iso_runtime *rt);
 void gc_old_retire_lab(iso_isolate *iso);
 void gc_old_release_all(iso_isolate *iso);
 

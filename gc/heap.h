@@ -181,6 +181,8 @@ typedef struct gc_heap {
   bool external_pressure;
   size_t external_since_gc;
   size_t external_after_gc;
+  /* rt->limit_request when this isolate last looked (gc_cycle_poll). */
+  uint64_t limit_request_seen;
   /* statistics */
   gc_pause_hist scavenge_pauses, full_pauses, marking_pauses, all_pauses;
   gc_marking marking;

@@ -82,8 +82,57 @@ static uint64_t *fl_take(gc_freelist *fl, size_t words) {
   return NULL;
 }
 
+/* Note [The runtime's heap limit]
+ * Besides its own limit, an isolate's old space counts toward the
+ * runtime's max_heap_size: rt->old_committed sums every isolate's old
+ * pages and large mappings (an atomic counter, changed as pages come and
+ * go). Memory of one isolate is freed only by that isolate's cycles (Note
+ * [One cycle per isolate] in concurrent.c), so an isolate that finds the
+ * runtime full cannot free the others' garbage itself: it bumps
+ * rt->limit_request, and every isolate starts a cycle at its next
+ * safepoint when it sees the counter move (gc_cycle_poll). The bump also
+ * happens when the runtime grows past seven eighths of the limit, so that
+ * in a steady state the isolates collect before anybody hits it. The
+ * isolate that hits it collects itself fully and retries once, then
+ * fails (out_of_memory in young.c); what the others stored is untouched.
+ * A parked isolate starts its cycle when it unparks. */
+
+static bool runtime_would_exceed(iso_runtime *rt, size_t bytes) {
+  return rt->heap_limit &&
+         thr_load_relaxed(&rt->old_committed) + bytes > rt->heap_limit;
+}
+
+void gc_runtime_request_collections(iso_runtime *rt) {
+  thr_fetch_add_relaxed(&rt->limit_request, (uint64_t)1);
+}
+
+/* Counts old bytes in (add) or out of (sub) the runtime's total. */
+static void runtime_account(iso_isolate *iso, size_t add, size_t sub) {
+  iso_runtime *rt = iso->rt;
+  if (add) {
+    size_t before = thr_fetch_add_relaxed(&rt->old_committed, add);
+    size_t soft = rt->heap_limit - rt->heap_limit / 8;
+    if (rt->heap_limit && before <= soft && before + add > soft)
+      gc_runtime_request_collections(rt);
+  }
+  if (sub) thr_fetch_add_relaxed(&rt->old_committed, (size_t)0 - sub);
+}
+
+bool gc_old_over_limit(iso_isolate *iso) {
+  return gc_old_committed(&iso->heap) > iso->heap.old.limit ||
+         runtime_would_exceed(iso->rt, 0);
+}
+
+bool gc_runtime_over_limit(iso_runtime *rt, size_t bytes) {
+  return runtime_would_exceed(rt, bytes);
+}
+
 bool gc_old_would_exceed(iso_isolate *iso, size_t bytes) {
   gc_heap *h = &iso->heap;
+  if (runtime_would_exceed(iso->rt, bytes)) {
+    gc_runtime_request_collections(iso->rt);
+    return true;
+  }
   if (gc_old_committed(h) + bytes <= h->old.limit) return false;
   if (h->near_limit_cb) {
     size_t n = h->near_limit_cb(h->near_limit_data, h->old.limit,
@@ -100,7 +149,9 @@ void gc_old_retire_lab(iso_isolate *iso) {
   o->lab_top = o->lab_limit = NULL;
 }
 
-static void link_page(gc_old *o, gc_page *p) {
+static void link_page(iso_isolate *iso, gc_page *p) {
+  gc_old *o = &iso->heap.old;
+  runtime_account(iso, GC_PAGE_SIZE, 0);
   p->prev = NULL;
   p->next = o->pages;
   if (o->pages) o->pages->prev = p;
@@ -108,7 +159,9 @@ static void link_page(gc_old *o, gc_page *p) {
   o->page_count++;
 }
 
-static void unlink_page(gc_old *o, gc_page *p) {
+static void unlink_page(iso_isolate *iso, gc_page *p) {
+  gc_old *o = &iso->heap.old;
+  runtime_account(iso, 0, GC_PAGE_SIZE);
   if (p->prev) {
     p->prev->next = p->next;
   } else {
@@ -124,7 +177,7 @@ static bool add_page(iso_isolate *iso, bool check_limit) {
   if (check_limit && gc_old_would_exceed(iso, GC_PAGE_SIZE)) return false;
   gc_page *p = gc_pool_take(iso->rt->pool, iso, GC_PAGE_OLD);
   if (!p) return false;
-  link_page(&h->old, p);
+  link_page(iso, p);
   gc_fill(p->area_start, GC_PAGE_AREA);
   gc_old_retire_lab(iso);
   h->old.lab_top = p->area_start;
@@ -177,6 +230,7 @@ void *gc_large_alloc_raw(iso_isolate *iso, size_t bytes, bool check_limit) {
   h->old.large = p;
   h->old.large_count++;
   h->old.large_bytes += p->mapping_size;
+  runtime_account(iso, p->mapping_size, 0);
   h->old.large_object_bytes += bytes;
   h->allocated_bytes_total += bytes;
   if (gc_marking_active(h)) gc_mark_set((iso_value)(uintptr_t)p->area_start);
@@ -266,6 +320,7 @@ void gc_large_sweep(iso_isolate *iso) {
       *pp = p->next;
       o->large_count--;
       o->large_bytes -= p->mapping_size;
+      runtime_account(iso, 0, p->mapping_size);
       o->large_object_bytes -= p->object_size;
       gc_rset_unlist(p);
       gc_large_page_free(iso->rt->pool, p);
@@ -335,7 +390,7 @@ static void adopt(iso_isolate *iso, gc_page *p) {
   gc_old *o = &iso->heap.old;
   gc_sweep_ensure(p);
   if (p->live_bytes == 0) {
-    unlink_page(o, p);
+    unlink_page(iso, p);
     gc_rset_unlist(p);
     gc_pool_give(iso->rt->pool, p);
     return;
@@ -388,12 +443,13 @@ static void sweep_end(iso_isolate *iso) {
   m->adopt_next = 0;
   thr_store_relaxed(&m->sweep_next, (size_t)0);
   gc_old_update_trigger(h, gc_old_used(h));
-  h->over_limit = gc_old_committed(h) > h->old.limit;
+  h->over_limit = gc_old_over_limit(iso);
   gc_young_limit_changed(iso);
 }
 
 void gc_old_release_all(iso_isolate *iso) {
   gc_old *o = &iso->heap.old;
+  runtime_account(iso, 0, gc_old_committed(&iso->heap));
   gc_page *p = o->pages;
   while (p) {
     gc_page *n = p->next;

@@ -120,9 +120,20 @@ iso_status iso_heap_statistics(iso_isolate *iso, iso_heap_statistics_t *out) {
   out->total_physical_size = out->total_heap_size;
   out->used_heap_size = gc_heap_used(iso);
   size_t young_max = h->young.max_pages * GC_PAGE_SIZE * 2;
-  out->heap_size_limit = h->old.limit + young_max;
+  size_t old_limit = h->old.limit;
+  if (iso->rt->heap_limit && iso->rt->heap_limit < old_limit)
+    old_limit = iso->rt->heap_limit; /* the runtime's, when smaller */
+  out->heap_size_limit = old_limit + young_max;
   size_t committed = gc_old_committed(h);
   size_t old_avail = h->old.limit > committed ? h->old.limit - committed : 0;
+  iso_runtime *rt = iso->rt;
+  if (rt->heap_limit) {
+    /* The runtime's limit may leave less (Note [The runtime's heap limit]
+     * in gc/old.c). */
+    size_t all = thr_load_relaxed(&rt->old_committed);
+    size_t rt_avail = rt->heap_limit > all ? rt->heap_limit - all : 0;
+    if (rt_avail < old_avail) old_avail = rt_avail;
+  }
   size_t young_cap = h->young.capacity_pages * GC_PAGE_AREA;
   size_t young_used = gc_young_used(iso);
   out->total_available_size =

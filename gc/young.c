@@ -533,10 +533,23 @@ void gc_stress_tick(iso_isolate *iso) {
  * the out-of-memory exit code (Note [Termination] in threads/wake.c). */
 static void *out_of_memory(iso_isolate *iso, size_t bytes) {
   gc_heap *h = &iso->heap;
-  isolate_fail(ISO_ERR_OUT_OF_MEMORY,
-               "heap limit reached allocating %zu bytes: the old generation "
-               "holds %zu bytes of a %zu-byte limit after a full GC",
-               bytes, gc_old_committed(h), h->old.limit);
+  iso_runtime *rt = iso->rt;
+  if (gc_old_committed(h) + bytes <= h->old.limit &&
+      gc_runtime_over_limit(rt, bytes)) {
+    isolate_fail(ISO_ERR_OUT_OF_MEMORY,
+                 "runtime heap limit reached allocating %zu bytes: the "
+                 "runtime's isolates hold %zu bytes of old space of its "
+                 "%zu-byte max_heap_size, %zu of them this one's after a "
+                 "full GC",
+                 bytes, (size_t)thr_load_relaxed(&rt->old_committed),
+                 rt->heap_limit, gc_old_committed(h));
+  } else {
+    isolate_fail(ISO_ERR_OUT_OF_MEMORY,
+                 "heap limit reached allocating %zu bytes: the old "
+                 "generation holds %zu bytes of a %zu-byte limit after a "
+                 "full GC",
+                 bytes, gc_old_committed(h), h->old.limit);
+  }
   if (iso->worker) isolate_request_terminate(iso, ISO_EXIT_OUT_OF_MEMORY);
   return NULL;
 }

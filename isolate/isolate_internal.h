@@ -38,6 +38,13 @@ struct iso_runtime {
    * threads under RCU (threads/gc_threads.c). */
   struct cds_list_head isolates;
   gc_thread_pool gc;
+  /* The runtime's heap limit (gc/old.c): max_heap_size (0: none), the old
+   * bytes of every isolate (atomic), and a counter that an isolate bumps
+   * to ask all of them to collect (atomic; each compares it with the
+   * value it saw last, gc_heap.limit_request_seen). */
+  size_t heap_limit;
+  size_t old_committed;
+  uint64_t limit_request;
 };
 
 /* The descriptor of a type id, or NULL. Lock-free. */

@@ -40,7 +40,7 @@ static void set_type(iso_runtime *rt, uint32_t id, const char *name,
 }
 
 iso_runtime *iso_runtime_new(const iso_runtime_params *params) {
-  iso_runtime_params p = {sizeof p, 32u << 20, 0};
+  iso_runtime_params p = {sizeof p, 32u << 20, 0, 0};
   if (params) {
     if (params->struct_size < sizeof(size_t) ||
         params->struct_size > 4096) {
@@ -56,6 +56,15 @@ iso_runtime *iso_runtime_new(const iso_runtime_params *params) {
     if (params->struct_size >= offsetof(iso_runtime_params, gc_threads) +
                                    sizeof(unsigned))
       p.gc_threads = params->gc_threads;
+    if (params->struct_size >= offsetof(iso_runtime_params, max_heap_size) +
+                                   sizeof(size_t))
+      p.max_heap_size = params->max_heap_size;
+  }
+  if (p.max_heap_size && p.max_heap_size < ((size_t)1 << 20)) {
+    isolate_fail(ISO_ERR_ARGUMENT,
+                 "iso_runtime_new: max_heap_size %zu is below the 1 MiB "
+                 "minimum", p.max_heap_size);
+    return NULL;
   }
   iso_runtime *rt = calloc(1, sizeof *rt);
   if (!rt) goto oom;
@@ -66,6 +75,7 @@ iso_runtime *iso_runtime_new(const iso_runtime_params *params) {
   if (!rt->types || !rt->inl_types || !rt->type_index || !rt->pool)
     goto oom;
   pthread_mutex_init(&rt->lock, NULL);
+  rt->heap_limit = p.max_heap_size;
   gc_threads_configure(rt, p.gc_threads);
   set_type(rt, GC_TYPE_FILLER, "(filler)", ISO_KIND_INVALID,
            GC_LAYOUT_NONE, 0, 0);
@@ -124,6 +134,19 @@ iso_status iso_runtime_free(iso_runtime *rt) {
 
 size_t iso_runtime_isolate_count(iso_runtime *rt) {
   return rt ? thr_load_acquire(&rt->isolate_count) : 0;
+}
+
+iso_status iso_runtime_statistics(iso_runtime *rt,
+                                  iso_runtime_statistics_t *out) {
+  if (!rt || !out)
+    return isolate_fail(ISO_ERR_ARGUMENT, "iso_runtime_statistics: NULL");
+  memset(out, 0, sizeof *out);
+  out->isolate_count = thr_load_acquire(&rt->isolate_count);
+  out->old_space_size = thr_load_relaxed(&rt->old_committed);
+  out->heap_size_limit = rt->heap_limit;
+  gc_pool_usage(rt->pool, &out->pool_mapped_size, &out->pool_free_size);
+  out->limit_collections = thr_load_relaxed(&rt->limit_request);
+  return ISO_OK;
 }
 
 const gc_type *isolate_type(const iso_runtime *rt, uint32_t type) {

@@ -181,6 +181,15 @@ typedef struct iso_runtime_params {
    * steps. ISO_GC_THREADS=n in the environment overrides it (n=0: none).
    * The threads start with the runtime's first marking cycle. */
   unsigned gc_threads;
+  /* The runtime's heap limit: bytes of old space (old pages and large
+   * objects) that all its isolates together may hold, beside each
+   * isolate's own max_old_generation_size. 0: none. An allocation that
+   * would cross it first collects its isolate fully and asks every other
+   * isolate to start a cycle at its next safepoint; if the runtime is
+   * still over, the allocation fails with ISO_ERR_OUT_OF_MEMORY (a worker
+   * stops with ISO_EXIT_OUT_OF_MEMORY) and the other isolates go on. Past
+   * seven eighths of it, every isolate is asked to collect. Minimum 1 MiB. */
+  size_t max_heap_size;
 } iso_runtime_params;
 #define ISO_GC_THREADS_NONE 0xffffffffu
 
@@ -192,6 +201,20 @@ ISO_API iso_runtime *iso_runtime_new(const iso_runtime_params *params);
 ISO_API iso_status iso_runtime_free(iso_runtime *rt);
 /* Number of live isolates of the runtime; any thread. */
 ISO_API size_t iso_runtime_isolate_count(iso_runtime *rt);
+
+/* The runtime's memory, all isolates together. */
+typedef struct iso_runtime_statistics_t {
+  size_t isolate_count;
+  size_t old_space_size;     /* old pages and large objects in use */
+  size_t heap_size_limit;    /* max_heap_size; 0: none */
+  size_t pool_mapped_size;   /* pages mapped by the pool, used or free */
+  size_t pool_free_size;     /* free pages kept by the pool */
+  uint64_t limit_collections; /* times the isolates were asked to collect
+                                 because of max_heap_size */
+} iso_runtime_statistics_t;
+/* Any thread; the figures are read without stopping the isolates. */
+ISO_API iso_status iso_runtime_statistics(iso_runtime *rt,
+                                          iso_runtime_statistics_t *out);
 
 /* ------------------------------------------------------------------------
  * Types: records are user types registered once per runtime

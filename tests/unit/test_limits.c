@@ -272,6 +272,78 @@ static void test_default_limit(void) {
   CHECK_OK(iso_isolate_free(iso));
 }
 
+/* The runtime's max_heap_size bounds the isolates together: one isolate
+ * holding part of it leaves the rest to the others, whose allocation then
+ * fails cleanly while the first isolate's data stays intact; the failing
+ * isolate asks the others to collect, and what they free serves it. */
+static void test_runtime_limit(void) {
+  iso_runtime_params rp;
+  memset(&rp, 0, sizeof rp);
+  rp.struct_size = sizeof rp;
+  rp.max_heap_size = 1000;
+  CHECK(iso_runtime_new(&rp) == NULL);
+  CHECK_ERROR(ISO_ERR_ARGUMENT, "max_heap_size");
+
+  rp.max_heap_size = 32 * MiB;
+  iso_runtime *r = iso_runtime_new(&rp);
+  CHECK(r != NULL);
+  iso_isolate_params ip = unit_params();
+  ip.max_young_generation_size = MiB;
+  iso_isolate *a = iso_isolate_new(r, &ip);
+  iso_isolate *b = iso_isolate_new(r, &ip);
+  CHECK(a != NULL && b != NULL);
+  iso_heap_statistics_t hs;
+  CHECK_OK(iso_heap_statistics(a, &hs));
+  CHECK_UEQ(hs.heap_size_limit, UNIT_HEAP_SIZE_LIMIT(32 * MiB, MiB));
+
+  /* a keeps 12 MiB; b fills what is left. */
+  iso_scope sa;
+  iso_scope_open(a, &sa);
+  iso_handle arr_a = iso_array_new(a, 0);
+  iso_status st;
+  size_t na = fill(a, arr_a, PIECE, 0, 12 * MiB / PIECE, &st);
+  CHECK_EQ(st, ISO_OK);
+  iso_handle arr_b = iso_array_new(b, 0);
+  size_t nb = fill(b, arr_b, PIECE, 0, CAP(32 * MiB), &st);
+  CHECK_EQ(st, ISO_ERR_OUT_OF_MEMORY);
+  CHECK_ERROR(ISO_ERR_OUT_OF_MEMORY, "runtime heap limit");
+  printf("# b stored %zu pieces beside a's %zu\n", nb, na);
+  /* b got most of the rest, and the two stay within the limit (plus what
+   * a scavenge may promote past it: a young generation's worth). */
+  CHECK_UGE(nb * PIECE, 10 * MiB);
+  CHECK_ULE((na + nb) * PIECE, 32 * MiB);
+  iso_runtime_statistics_t rs;
+  CHECK_OK(iso_runtime_statistics(r, &rs));
+  CHECK_UEQ(rs.isolate_count, 2);
+  CHECK_UEQ(rs.heap_size_limit, 32 * MiB);
+  CHECK_ULE(rs.old_space_size, 32 * MiB + 2 * MiB);
+  CHECK_UGE(rs.limit_collections, 1);
+  CHECK_OK(iso_heap_statistics(b, &hs));
+  CHECK_ULE(hs.total_available_size, 4 * MiB);
+  check_pieces(a, arr_a, na, PIECE);
+  check_pieces(b, arr_b, nb, PIECE);
+  CHECK_OK(iso_heap_verify(a));
+  CHECK_OK(iso_heap_verify(b));
+
+  /* a drops its data. b's failure asked it to collect: its next safepoint
+   * starts a cycle, and once that is done b can use the space. */
+  CHECK_OK(iso_scope_close(&sa));
+  CHECK_EQ(iso_gc_cycle(a), ISO_GC_CYCLE_IDLE);
+  CHECK_OK(iso_safepoint(a));
+  CHECK(iso_gc_cycle(a) != ISO_GC_CYCLE_IDLE);
+  while (iso_gc_cycle(a) != ISO_GC_CYCLE_IDLE) CHECK_OK(iso_gc_step(a, 0));
+  CHECK_OK(iso_runtime_statistics(r, &rs));
+  CHECK_ULE(rs.old_space_size, nb * PIECE + 8 * MiB);
+  size_t nb2 = fill(b, arr_b, PIECE, nb, nb + 8 * MiB / PIECE, &st);
+  CHECK_EQ(st, ISO_OK);
+  check_pieces(b, arr_b, nb2, PIECE);
+  CHECK_OK(iso_isolate_free(a));
+  CHECK_OK(iso_isolate_free(b));
+  CHECK_OK(iso_runtime_statistics(r, &rs));
+  CHECK_UEQ(rs.old_space_size, 0);
+  CHECK_OK(iso_runtime_free(r));
+}
+
 int main(int argc, char **argv) {
   unit_init(argc, argv);
   unit_clean_env();
@@ -283,6 +355,7 @@ int main(int argc, char **argv) {
   RUN(test_limit_with_frequent_scavenges);
   RUN(test_near_heap_limit_raise);
   RUN(test_near_heap_limit_decline);
+  RUN(test_runtime_limit);
   CHECK_OK(iso_runtime_free(rt));
   return unit_done();
 }
