@@ -181,7 +181,7 @@ static size_t drain(iso_isolate *iso, gc_worklist_local *l, size_t budget,
     while (count < MARK_PREFETCH) {
       iso_value o = gc_worklist_pop(l);
       if (!o) break;
-      __builtin_prefetch(gc_obj(o));
+      __builtin_prefetch((void *)(uintptr_t)(o & ~(iso_value)7));
       fifo[(head + count++) % MARK_PREFETCH] = o;
     }
     if (count == 0) {
@@ -334,14 +334,17 @@ static void report_elsewhere(iso_isolate *iso) {
   }
 }
 
-/* Owner: adopts up to n swept pages (0: all) and reports the cycle if
- * that completed it. */
-static void advance_sweep(iso_isolate *iso, size_t n) {
-  if (gc_sweep_advance(iso, n) && iso->heap.marking.reason >= 0) report(iso);
+/* Owner: adopts up to n swept pages (0: all; wait: and completes the
+ * cycle, waiting for GC threads) and reports the cycle if that
+ * completed it. */
+static void advance_sweep(iso_isolate *iso, size_t n, bool wait) {
+  if (gc_sweep_advance(iso, n, wait) && iso->heap.marking.reason >= 0)
+    report(iso);
 }
 
 void gc_marking_complete_sweep(iso_isolate *iso) {
-  if (load_state(&iso->heap.marking) != ISO_GC_CYCLE_IDLE) advance_sweep(iso, 0);
+  if (load_state(&iso->heap.marking) != ISO_GC_CYCLE_IDLE)
+    advance_sweep(iso, 0, true);
 }
 
 size_t gc_marking_step(iso_isolate *iso, size_t budget) {
@@ -374,7 +377,7 @@ void gc_marking_poll(iso_isolate *iso) {
       try_finish(iso, true);
     }
   } else if (st == ISO_GC_CYCLE_SWEEPING) {
-    advance_sweep(iso, 8);
+    advance_sweep(iso, 8, false);
   }
   report_elsewhere(iso);
 }
@@ -452,7 +455,7 @@ void gc_background_work(iso_isolate *iso, const int *cancel) {
     if (try_finish(iso, false)) st = load_state(m);
   }
   if (st == ISO_GC_CYCLE_SWEEPING && gc_sweep_all_swept(iso)) {
-    if (gc_sweep_advance(iso, 0)) m->finished_elsewhere = true;
+    if (gc_sweep_advance(iso, 0, true)) m->finished_elsewhere = true;
   }
   release_parked(iso);
 }
@@ -536,7 +539,7 @@ iso_status iso_gc_step(iso_isolate *iso, size_t max_bytes) {
   if (s == ISO_GC_CYCLE_MARKING) {
     gc_marking_step(iso, max_bytes ? max_bytes : 1);
   } else if (s == ISO_GC_CYCLE_SWEEPING) {
-    advance_sweep(iso, max_bytes / GC_PAGE_SIZE + 1);
+    advance_sweep(iso, max_bytes / GC_PAGE_SIZE + 1, false);
   }
   report_elsewhere(iso);
   return ISO_OK;

@@ -99,8 +99,20 @@ void gc_mark_shade(gc_worklist_local *wl, iso_value v);
  * caller). */
 void gc_mark_set(iso_value v);
 bool gc_mark_test(iso_value v);
-/* Shades the referents of grey object o; returns o's size in bytes. */
+/* Shades the referents of grey object o, or of the slice that o names;
+ * returns the bytes traced (o's size for an object). */
 size_t gc_mark_trace(const gc_type *types, gc_worklist_local *wl, iso_value o);
+/* A worklist entry may also name a slice of a long large object: its page
+ * (aligned to GC_PAGE_SIZE) with the slice's number k in the bits below,
+ * tagged 1 (references are tagged 0). Tracing it traces slots [k*S,
+ * (k+1)*S) for S = GC_MARK_SLICE_SLOTS and pushes slice k+1; the last
+ * number that fits traces all the rest. */
+#define GC_MARK_SLICE_SLOTS 4096u
+#define GC_MARK_SLICE_MAX ((GC_PAGE_SIZE >> 3) - 1)
+static inline iso_value gc_mark_slice_entry(gc_page *p, size_t k) {
+  return (iso_value)(uintptr_t)p | (iso_value)(k << 3) | 1;
+}
+static inline bool gc_mark_is_slice(iso_value e) { return (e & 7) == 1; }
 
 /* ---- remembered set (barrier.c) ---- */
 
@@ -158,8 +170,10 @@ void gc_sweep_background(iso_isolate *iso);
 /* Have all pages been swept (by anyone)? */
 bool gc_sweep_all_swept(iso_isolate *iso);
 /* Owner: adopts up to n swept pages (0: all), sweeping those nobody
- * claimed; true if that completed the cycle (state IDLE, trigger set). */
-bool gc_sweep_advance(iso_isolate *iso, size_t n);
+ * claimed; true if that completed the cycle (state IDLE, trigger set).
+ * Without wait it never waits for a GC thread: pages being swept are
+ * left for later, and the cycle stays open while a GC thread is in it. */
+bool gc_sweep_advance(iso_isolate *iso, size_t n, bool wait);
 /* Owner: makes sure p is swept before its remembered set is used. */
 void gc_sweep_ensure(gc_page *p);
 

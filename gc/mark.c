@@ -55,27 +55,69 @@ static inline void prefetch_shade(iso_value v) {
   __builtin_prefetch(&p->inline_bits[(i / 64) % GC_BITMAP_WORDS]);
 }
 
+/* Shades the references in slots [from, to). A long run (an array of
+ * many references) shades objects anywhere in the heap: the mark bits
+ * SHADE_AHEAD slots on are fetched early. */
+static void shade_slots(gc_worklist_local *wl, iso_value *from, iso_value *to) {
+  enum { SHADE_AHEAD = 8 };
+  size_t n = (size_t)(to - from);
+  size_t ahead = n > 2 * SHADE_AHEAD ? SHADE_AHEAD : 0;
+  for (size_t i = 0; i < n; i++) {
+    if (ahead && i + ahead < n) {
+      iso_value a = thr_load_relaxed(&from[i + ahead]);
+      if (iso_is_ref(a)) prefetch_shade(a);
+    }
+    /* Acquire: pairs with the release store of the barrier (isolate.h),
+     * so an object published into a slot is seen initialised. */
+    iso_value v = thr_load_acquire(&from[i]);
+    if (iso_is_ref(v)) gc_mark_shade(wl, v);
+  }
+}
+
+/* The object of a large page and its slot count. */
+static iso_value *large_slots(const gc_type *types, gc_page *p, size_t *n) {
+  iso_value o = (iso_value)(uintptr_t)p->area_start;
+  uint64_t hdr = thr_load_relaxed(gc_obj(o));
+  *n = gc_slots_from_header(types, hdr, gc_size_from_header(o, hdr));
+  return gc_slots(o);
+}
+
+/* Traces slice k of the object of large page p (gc_mark_slice_entry),
+ * its slots [from, n), and pushes the next slice. */
+static size_t trace_slice(gc_worklist_local *wl, gc_page *p, size_t k,
+                          iso_value *slots, size_t n) {
+  size_t from = k * GC_MARK_SLICE_SLOTS, to = from + GC_MARK_SLICE_SLOTS;
+  if (to >= n || k + 1 > GC_MARK_SLICE_MAX) {
+    to = n;
+  } else {
+    gc_worklist_push(wl, gc_mark_slice_entry(p, k + 1));
+  }
+  shade_slots(wl, slots + from, slots + to);
+  return (to - from) * 8;
+}
+
 size_t gc_mark_trace(const gc_type *types, gc_worklist_local *wl,
                      iso_value o) {
+  if (gc_mark_is_slice(o)) {
+    gc_page *p = (gc_page *)(uintptr_t)(o & ~(iso_value)(GC_PAGE_SIZE - 1));
+    size_t k = (size_t)(o & (GC_PAGE_SIZE - 1)) >> 3, n;
+    ISO_DASSERT(p->flags & GC_PAGE_LARGE);
+    iso_value *slots = large_slots(types, p, &n);
+    return trace_slice(wl, p, k, slots, n);
+  }
   /* The owner may be storing an identity hash into the header. */
   uint64_t hdr = thr_load_relaxed(gc_obj(o));
   size_t size = gc_size_from_header(o, hdr);
   size_t n = gc_slots_from_header(types, hdr, size);
   iso_value *slots = gc_slots(o);
-  /* A long object (an array of many references) shades objects anywhere
-   * in the heap: the mark bits SHADE_AHEAD slots on are fetched early. */
-  enum { SHADE_AHEAD = 8 };
-  size_t ahead = n > 2 * SHADE_AHEAD ? SHADE_AHEAD : 0;
-  for (size_t i = 0; i < n; i++) {
-    if (ahead && i + ahead < n) {
-      iso_value a = thr_load_relaxed(&slots[i + ahead]);
-      if (iso_is_ref(a)) prefetch_shade(a);
-    }
-    /* Acquire: pairs with the release store of the barrier (isolate.h),
-     * so an object published into a slot is seen initialised. */
-    iso_value v = thr_load_acquire(&slots[i]);
-    if (iso_is_ref(v)) gc_mark_shade(wl, v);
+  gc_page *p = gc_page_of(gc_obj(o));
+  if (n > GC_MARK_SLICE_SLOTS &&
+      (thr_load_relaxed(&p->flags) & GC_PAGE_LARGE)) {
+    /* A long large object is traced in slices, so that a marker returns
+     * to the barrier's ring between them and other markers can take the
+     * rest. (Objects of normal pages are short enough to trace whole.) */
+    return 8 + trace_slice(wl, p, 0, slots, n);
   }
+  shade_slots(wl, slots, slots + n);
   return size;
 }
-

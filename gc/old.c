@@ -185,7 +185,7 @@ static bool add_page(iso_isolate *iso, bool check_limit) {
   return true;
 }
 
-static bool adopt_next(iso_isolate *iso);
+static bool adopt_next(iso_isolate *iso, bool wait);
 
 static bool refill_lab(iso_isolate *iso, size_t bytes, bool check_limit) {
   gc_old *o = &iso->heap.old;
@@ -201,7 +201,7 @@ static bool refill_lab(iso_isolate *iso, size_t bytes, bool check_limit) {
       return true;
     }
     /* Lazy sweeping: the free space of pages not adopted yet comes first. */
-    if (!adopt_next(iso)) break;
+    if (!adopt_next(iso, false)) break;
   }
   return add_page(iso, check_limit);
 }
@@ -370,7 +370,8 @@ void gc_sweep_background(iso_isolate *iso) {
   for (;;) {
     size_t i = __atomic_fetch_add(&m->sweep_next, 1, __ATOMIC_ACQ_REL);
     if (i >= thr_load_acquire(&m->sweep_count)) return;
-    gc_page *p = m->sweep_pages[i];
+    /* Atomic: the owner may be swapping entries (adopt_next). */
+    gc_page *p = thr_load_relaxed(&m->sweep_pages[i]);
     if (claim(p)) sweep_page(p);
   }
 }
@@ -378,7 +379,8 @@ void gc_sweep_background(iso_isolate *iso) {
 bool gc_sweep_all_swept(iso_isolate *iso) {
   gc_marking *m = &iso->heap.marking;
   for (size_t i = m->adopt_next; i < m->sweep_count; i++) {
-    uint32_t st = thr_load_acquire(&m->sweep_pages[i]->sweep_state);
+    gc_page *p = thr_load_relaxed(&m->sweep_pages[i]);
+    uint32_t st = thr_load_acquire(&p->sweep_state);
     if (st != GC_SWEEP_SWEPT && st != GC_SWEEP_DONE) return false;
   }
   return true;
@@ -407,19 +409,45 @@ static void adopt(iso_isolate *iso, gc_page *p) {
 
 static void sweep_end(iso_isolate *iso);
 
-/* Adopts the next page of the sweep list; false when none is left. */
-static bool adopt_next(iso_isolate *iso) {
+static bool busy(gc_page *p) {
+  return thr_load_acquire(&p->sweep_state) == GC_SWEEP_BUSY;
+}
+
+/* Adopts the next page of the sweep list; false when none is left, or,
+ * without wait, when only pages that a GC thread is sweeping are left.
+ * A page being swept is passed over for a later one (the two swap
+ * places), so the owner never waits for a GC thread that the OS has
+ * descheduled in the middle of a page, unless it must finish the sweep
+ * now. */
+static bool adopt_next(iso_isolate *iso, bool wait) {
   gc_marking *m = &iso->heap.marking;
-  if (m->adopt_next >= m->sweep_count) return false;
-  adopt(iso, m->sweep_pages[m->adopt_next++]);
+  size_t i = m->adopt_next;
+  if (i >= m->sweep_count) return false;
+  gc_page *p = m->sweep_pages[i];
+  if (busy(p)) {
+    for (size_t j = i + 1; j < m->sweep_count; j++) {
+      gc_page *q = m->sweep_pages[j];
+      if (busy(q)) continue;
+      /* Atomic: GC threads read entries past sweep_next; either page
+       * found at either place is claimed by CAS, so none is swept twice,
+       * and every entry from adopt_next on is adopted in the end. */
+      thr_store_relaxed(&m->sweep_pages[j], p);
+      thr_store_relaxed(&m->sweep_pages[i], q);
+      p = q;
+      break;
+    }
+    if (busy(p) && !wait) return false;
+  }
+  m->adopt_next++;
+  adopt(iso, p);
   return true;
 }
 
-bool gc_sweep_advance(iso_isolate *iso, size_t n) {
+bool gc_sweep_advance(iso_isolate *iso, size_t n, bool wait) {
   gc_marking *m = &iso->heap.marking;
   if (thr_load_acquire(&m->state) != ISO_GC_CYCLE_SWEEPING) return false;
   for (size_t i = 0; n == 0 || i < n; i++)
-    if (!adopt_next(iso)) break;
+    if (!adopt_next(iso, wait)) break;
   if (m->adopt_next < m->sweep_count) return false;
   /* The cycle ends once no GC thread can still be reading the list. */
   for (;;) {
@@ -428,6 +456,7 @@ bool gc_sweep_advance(iso_isolate *iso, size_t n) {
     if (idle) thr_store_release(&m->state, (int)ISO_GC_CYCLE_IDLE);
     pthread_mutex_unlock(&m->lock);
     if (idle) break;
+    if (!wait) return false; /* the next safepoint tries again */
     sched_yield();
   }
   sweep_end(iso);

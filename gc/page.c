@@ -36,12 +36,17 @@ struct gc_pool {
 };
 
 void gc_bits_clear_range(uint64_t *bits, size_t from, size_t to) {
-  while (from < to && (from % 64) != 0) gc_bit_clear(bits, from++);
-  while (from + 64 <= to) {
-    __atomic_store_n(&bits[from / 64], 0, __ATOMIC_RELAXED);
-    from += 64;
+  if (from >= to) return;
+  size_t first = from / 64, last = (to - 1) / 64;
+  for (size_t w = first; w <= last; w++) {
+    uint64_t m = ~0ull;
+    if (w == first) m &= ~0ull << (from % 64);
+    if (w == last) m &= ~0ull >> (63 - (to - 1) % 64);
+    /* Mostly there is nothing to clear (the sweeper clears the remembered
+     * set of every dead gap): a load, not a locked operation per word. */
+    if (__atomic_load_n(&bits[w], __ATOMIC_RELAXED) & m)
+      __atomic_fetch_and(&bits[w], ~m, __ATOMIC_RELAXED);
   }
-  while (from < to) gc_bit_clear(bits, from++);
 }
 
 /* An aligned mapping of size bytes (a multiple of the OS page size). */

@@ -564,6 +564,72 @@ static void test_reachable_survive(void) {
   CHECK_OK(iso_isolate_free(iso));
 }
 
+/* An array far longer than a marking slice (GC_MARK_SLICE_SLOTS, 4096)
+ * is traced slice by slice; every element must survive, also when the
+ * cycle runs in small steps and the last element moves to the front
+ * while the front has been traced and the back not yet. */
+static void test_long_array_slices(void) {
+  enum { LONG = 50000 };
+  iso_isolate *iso = new_isolate(rt_none, 0);
+  iso_scope sc;
+  iso_scope_open(iso, &sc);
+  iso_handle arr = iso_array_new(iso, LONG);
+  CHECK(arr != NULL);
+  for (size_t i = 0; i < LONG; i++) {
+    iso_scope in;
+    iso_scope_open(iso, &in);
+    iso_handle g = iso_record_new(iso, ty_none.garbage);
+    CHECK(g != NULL);
+    CHECK_OK(iso_record_set(iso, iso_get(g), 0, iso_smi((int64_t)i)));
+    CHECK_OK(iso_array_set(iso, iso_get(arr), i, iso_get(g)));
+    CHECK_OK(iso_scope_close(&in));
+  }
+  promote(iso);
+  finish_cycle(iso);
+  CHECK_UEQ(unit_type_count(iso, ty_none.garbage), LONG);
+  for (int round = 0; round < 2; round++) {
+    CHECK_OK(iso_gc_start_marking(iso));
+    long steps = 0;
+    bool moved = false;
+    while (iso_gc_cycle(iso) != ISO_GC_CYCLE_IDLE) {
+      CHECK_OK(iso_gc_step(iso, 4096));
+      CHECK_LT(++steps, STEP_LIMIT);
+      if (round == 1 && !moved && steps == 8) {
+        /* Element 0 is traced, the last is not: move the last into 0. */
+        CHECK_EQ(iso_gc_cycle(iso), ISO_GC_CYCLE_MARKING);
+        iso_scope in;
+        iso_scope_open(iso, &in);
+        iso_handle last = iso_array_get(iso, iso_get(arr), LONG - 1);
+        iso_handle first = iso_array_get(iso, iso_get(arr), 0);
+        CHECK(last != NULL && first != NULL);
+        CHECK_OK(iso_array_set(iso, iso_get(arr), 0, iso_get(last)));
+        CHECK_OK(iso_array_set(iso, iso_get(arr), LONG - 1, iso_get(first)));
+        CHECK_OK(iso_scope_close(&in));
+        moved = true;
+      }
+    }
+    printf("# round %d: %ld steps\n", round, steps);
+    CHECK_GT(steps, 8);
+  }
+  /* Every element survived both cycles, in place (0 and LONG-1 swapped). */
+  size_t bad = 0;
+  for (size_t i = 0; i < LONG; i++) {
+    iso_scope in;
+    iso_scope_open(iso, &in);
+    size_t want = i == 0 ? LONG - 1 : i == LONG - 1 ? 0 : i;
+    iso_handle e = iso_array_get(iso, iso_get(arr), i);
+    if (!e || iso_type_of(iso_get(e)) != ty_none.garbage ||
+        iso_record_slot(iso_get(e), 0) != iso_smi((int64_t)want))
+      bad++;
+    CHECK_OK(iso_scope_close(&in));
+  }
+  CHECK_UEQ(bad, 0);
+  CHECK_UEQ(unit_type_count(iso, ty_none.garbage), LONG);
+  CHECK_OK(iso_heap_verify(iso));
+  CHECK_OK(iso_scope_close(&sc));
+  CHECK_OK(iso_isolate_free(iso));
+}
+
 /* A chain of count MarkGarbage records in a new handle. */
 static iso_handle build_garbage(iso_isolate *iso, const types *t,
                                 size_t count) {
@@ -752,6 +818,7 @@ int main(int argc, char **argv) {
     RUN(test_cycle_states);
     RUN(test_cycles_counter);
     RUN(test_reachable_survive);
+    RUN(test_long_array_slices);
     RUN(test_unreachable_freed);
     RUN(test_background_completes_parked);
   }
