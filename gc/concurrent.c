@@ -338,7 +338,13 @@ static void report_elsewhere(iso_isolate *iso) {
  * cycle, waiting for GC threads) and reports the cycle if that
  * completed it. */
 static void advance_sweep(iso_isolate *iso, size_t n, bool wait) {
-  if (gc_sweep_advance(iso, n, wait) && iso->heap.marking.reason >= 0)
+  /* At a safepoint the owner takes what GC threads swept; it sweeps pages
+   * itself when it needs space (gc/old.c) or when there are no GC
+   * threads. */
+  gc_adopt_mode mode = wait                         ? GC_ADOPT_WAIT
+                       : gc_threads_running(iso->rt) ? GC_ADOPT_SWEPT
+                                                     : GC_ADOPT_ANY;
+  if (gc_sweep_advance(iso, n, mode) && iso->heap.marking.reason >= 0)
     report(iso);
 }
 
@@ -377,7 +383,7 @@ void gc_marking_poll(iso_isolate *iso) {
       try_finish(iso, true);
     }
   } else if (st == ISO_GC_CYCLE_SWEEPING) {
-    advance_sweep(iso, 8, false);
+    advance_sweep(iso, 2, false);
   }
   report_elsewhere(iso);
 }
@@ -455,7 +461,7 @@ void gc_background_work(iso_isolate *iso, const int *cancel) {
     if (try_finish(iso, false)) st = load_state(m);
   }
   if (st == ISO_GC_CYCLE_SWEEPING && gc_sweep_all_swept(iso)) {
-    if (gc_sweep_advance(iso, 0, true)) m->finished_elsewhere = true;
+    if (gc_sweep_advance(iso, 0, GC_ADOPT_WAIT)) m->finished_elsewhere = true;
   }
   release_parked(iso);
 }

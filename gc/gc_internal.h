@@ -169,11 +169,18 @@ void gc_sweep_begin(iso_isolate *iso);
 void gc_sweep_background(iso_isolate *iso);
 /* Have all pages been swept (by anyone)? */
 bool gc_sweep_all_swept(iso_isolate *iso);
-/* Owner: adopts up to n swept pages (0: all), sweeping those nobody
- * claimed; true if that completed the cycle (state IDLE, trigger set).
- * Without wait it never waits for a GC thread: pages being swept are
- * left for later, and the cycle stays open while a GC thread is in it. */
-bool gc_sweep_advance(iso_isolate *iso, size_t n, bool wait);
+/* Which pages the owner adopts. */
+typedef enum gc_adopt_mode {
+  GC_ADOPT_SWEPT, /* swept ones only: GC threads sweep the rest */
+  GC_ADOPT_ANY,   /* and sweeps unclaimed ones itself; passes over pages
+                     being swept */
+  GC_ADOPT_WAIT,  /* every page, in order, waiting for GC threads */
+} gc_adopt_mode;
+/* Owner: adopts up to n pages (0: all) as mode allows; true if that
+ * completed the cycle (state IDLE, trigger set). Only GC_ADOPT_WAIT waits
+ * for GC threads, to finish a page or to leave the cycle; otherwise the
+ * cycle stays open until a later call. */
+bool gc_sweep_advance(iso_isolate *iso, size_t n, gc_adopt_mode mode);
 /* Owner: makes sure p is swept before its remembered set is used. */
 void gc_sweep_ensure(gc_page *p);
 

@@ -105,6 +105,7 @@ typedef struct gc_old {
   size_t limit;                /* max_old_generation_size now */
   size_t initial_limit;
   size_t trigger;              /* gc_old_used() that starts a cycle */
+  uint64_t allocated;          /* bytes ever allocated here (promotion too) */
 } gc_old;
 
 #define GC_MAX_CALLBACKS 8
@@ -140,6 +141,7 @@ typedef struct gc_marking {
   gc_worklist_local local; /* the owner's grey objects: barrier overflow,
                               assists, the join */
   size_t adopt_next;       /* sweep_pages[adopt_next..] not yet adopted */
+  uint64_t sweep_alloc_start; /* old.allocated when sweeping began */
   gc_page *quarantine;     /* young pages evacuated while marking */
   size_t quarantine_count;
   uint64_t start_ns;

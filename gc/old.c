@@ -185,7 +185,7 @@ static bool add_page(iso_isolate *iso, bool check_limit) {
   return true;
 }
 
-static bool adopt_next(iso_isolate *iso, bool wait);
+static bool adopt_next(iso_isolate *iso, gc_adopt_mode mode);
 
 static bool refill_lab(iso_isolate *iso, size_t bytes, bool check_limit) {
   gc_old *o = &iso->heap.old;
@@ -201,7 +201,7 @@ static bool refill_lab(iso_isolate *iso, size_t bytes, bool check_limit) {
       return true;
     }
     /* Lazy sweeping: the free space of pages not adopted yet comes first. */
-    if (!adopt_next(iso, false)) break;
+    if (!adopt_next(iso, GC_ADOPT_ANY)) break;
   }
   return add_page(iso, check_limit);
 }
@@ -216,6 +216,7 @@ void *gc_old_alloc_raw(iso_isolate *iso, size_t bytes, bool check_limit) {
   char *mem = o->lab_top;
   o->lab_top += bytes;
   iso->heap.allocated_bytes_total += bytes;
+  o->allocated += bytes;
   if (gc_marking_active(&iso->heap)) gc_mark_set((iso_value)(uintptr_t)mem);
   return mem;
 }
@@ -233,6 +234,7 @@ void *gc_large_alloc_raw(iso_isolate *iso, size_t bytes, bool check_limit) {
   runtime_account(iso, p->mapping_size, 0);
   h->old.large_object_bytes += bytes;
   h->allocated_bytes_total += bytes;
+  h->old.allocated += bytes;
   if (gc_marking_active(h)) gc_mark_set((iso_value)(uintptr_t)p->area_start);
   return p->area_start;
 }
@@ -356,12 +358,17 @@ void gc_sweep_begin(iso_isolate *iso) {
                           sizeof *m->sweep_pages);
   thr_store_release(&m->sweep_count, (size_t)0);
   m->adopt_next = 0;
+  m->sweep_alloc_start = h->old.allocated;
   if (!m->sweep_pages) sweep_all_now(iso);
+  /* Oldest pages first: the list is newest first, and its newest pages
+   * were allocated black during this cycle, so they have little to give;
+   * an owner that needs space should not have to sweep through them. */
+  size_t i = o->page_count;
   for (gc_page *p = o->pages; p && m->sweep_pages; p = p->next) {
     thr_store_relaxed(&p->sweep_state, (uint32_t)GC_SWEEP_PENDING);
-    m->sweep_pages[m->sweep_count] = p;
-    thr_store_release(&m->sweep_count, m->sweep_count + 1);
+    m->sweep_pages[--i] = p;
   }
+  if (m->sweep_pages) thr_store_release(&m->sweep_count, o->page_count);
   thr_store_release(&m->sweep_next, (size_t)0);
 }
 
@@ -409,45 +416,55 @@ static void adopt(iso_isolate *iso, gc_page *p) {
 
 static void sweep_end(iso_isolate *iso);
 
-static bool busy(gc_page *p) {
-  return thr_load_acquire(&p->sweep_state) == GC_SWEEP_BUSY;
+static uint32_t sweep_state_of(gc_page *p) {
+  return thr_load_acquire(&p->sweep_state);
 }
 
-/* Adopts the next page of the sweep list; false when none is left, or,
- * without wait, when only pages that a GC thread is sweeping are left.
- * A page being swept is passed over for a later one (the two swap
- * places), so the owner never waits for a GC thread that the OS has
+/* How far adopt_next looks for a page it may take in place of the next. */
+#define ADOPT_LOOK_AHEAD 16
+
+/* Adopts the next page of the sweep list that mode allows (gc_adopt_mode);
+ * false when none is left, or none that mode allows within
+ * ADOPT_LOOK_AHEAD entries. A page taken out of order swaps places with
+ * the next one, so the owner never waits for a GC thread that the OS has
  * descheduled in the middle of a page, unless it must finish the sweep
  * now. */
-static bool adopt_next(iso_isolate *iso, bool wait) {
+static bool adopt_next(iso_isolate *iso, gc_adopt_mode mode) {
   gc_marking *m = &iso->heap.marking;
   size_t i = m->adopt_next;
   if (i >= m->sweep_count) return false;
+  uint32_t want = mode == GC_ADOPT_SWEPT ? GC_SWEEP_SWEPT : GC_SWEEP_PENDING;
   gc_page *p = m->sweep_pages[i];
-  if (busy(p)) {
-    for (size_t j = i + 1; j < m->sweep_count; j++) {
+  uint32_t st = sweep_state_of(p);
+  if (mode != GC_ADOPT_WAIT && st != GC_SWEEP_SWEPT && st != want) {
+    size_t end = m->sweep_count - i > ADOPT_LOOK_AHEAD ? i + ADOPT_LOOK_AHEAD
+                                                       : m->sweep_count;
+    for (size_t j = i + 1; j < end; j++) {
       gc_page *q = m->sweep_pages[j];
-      if (busy(q)) continue;
+      uint32_t qs = sweep_state_of(q);
+      if (qs != GC_SWEEP_SWEPT && qs != want) continue;
       /* Atomic: GC threads read entries past sweep_next; either page
        * found at either place is claimed by CAS, so none is swept twice,
        * and every entry from adopt_next on is adopted in the end. */
       thr_store_relaxed(&m->sweep_pages[j], p);
       thr_store_relaxed(&m->sweep_pages[i], q);
       p = q;
+      st = qs;
       break;
     }
-    if (busy(p) && !wait) return false;
+    if (st != GC_SWEEP_SWEPT && st != want) return false;
   }
   m->adopt_next++;
   adopt(iso, p);
   return true;
 }
 
-bool gc_sweep_advance(iso_isolate *iso, size_t n, bool wait) {
+bool gc_sweep_advance(iso_isolate *iso, size_t n, gc_adopt_mode mode) {
   gc_marking *m = &iso->heap.marking;
+  bool wait = mode == GC_ADOPT_WAIT;
   if (thr_load_acquire(&m->state) != ISO_GC_CYCLE_SWEEPING) return false;
   for (size_t i = 0; n == 0 || i < n; i++)
-    if (!adopt_next(iso, wait)) break;
+    if (!adopt_next(iso, mode)) break;
   if (m->adopt_next < m->sweep_count) return false;
   /* The cycle ends once no GC thread can still be reading the list. */
   for (;;) {
@@ -471,7 +488,12 @@ static void sweep_end(iso_isolate *iso) {
   thr_store_release(&m->sweep_count, (size_t)0);
   m->adopt_next = 0;
   thr_store_relaxed(&m->sweep_next, (size_t)0);
-  gc_old_update_trigger(h, gc_old_used(h));
+  /* The live size: what is in use now less what was allocated since the
+   * sweep began (all of it counted as in use, though some died), so that
+   * a sweep that the owner finishes late does not raise the trigger. */
+  size_t used = gc_old_used(h);
+  size_t since = (size_t)(h->old.allocated - m->sweep_alloc_start);
+  gc_old_update_trigger(h, used > since ? used - since : 0);
   h->over_limit = gc_old_over_limit(iso);
   gc_young_limit_changed(iso);
 }
