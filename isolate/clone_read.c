@@ -417,7 +417,7 @@ static bool read_buffer(rstate *st, uint8_t tag, const uint8_t *at,
                         iso_value *out) {
   iso_message *msg = st->msg;
   uint64_t n;
-  iso_handle h;
+  iso_handle h = NULL; /* every case sets it or returns */
   if (!varint(st, &n)) return false;
   switch (tag) {
     case CLONE_TAG_BUFFER:
