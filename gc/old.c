@@ -97,7 +97,7 @@ static uint64_t *fl_take(gc_freelist *fl, size_t words) {
  * fails (out_of_memory in young.c); what the others stored is untouched.
  * A parked isolate starts its cycle when it unparks. */
 
-static bool runtime_would_exceed(iso_runtime *rt, size_t bytes) {
+bool gc_runtime_over_limit(iso_runtime *rt, size_t bytes) {
   return rt->heap_limit &&
          thr_load_relaxed(&rt->old_committed) + bytes > rt->heap_limit;
 }
@@ -120,16 +120,12 @@ static void runtime_account(iso_isolate *iso, size_t add, size_t sub) {
 
 bool gc_old_over_limit(iso_isolate *iso) {
   return gc_old_committed(&iso->heap) > iso->heap.old.limit ||
-         runtime_would_exceed(iso->rt, 0);
-}
-
-bool gc_runtime_over_limit(iso_runtime *rt, size_t bytes) {
-  return runtime_would_exceed(rt, bytes);
+         gc_runtime_over_limit(iso->rt, 0);
 }
 
 bool gc_old_would_exceed(iso_isolate *iso, size_t bytes) {
   gc_heap *h = &iso->heap;
-  if (runtime_would_exceed(iso->rt, bytes)) {
+  if (gc_runtime_over_limit(iso->rt, bytes)) {
     gc_runtime_request_collections(iso->rt);
     return true;
   }
