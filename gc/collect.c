@@ -375,6 +375,7 @@ typedef struct gc_cycle {
 } gc_cycle;
 
 static void cycle_begin(iso_isolate *iso, gc_cycle *c, iso_gc_kind k) {
+  gc_lab_detach(iso);
   iso->heap.in_gc = true;
   callbacks(iso, ISO_GC_PROLOGUE, k);
   c->used_before = gc_heap_used(iso);
@@ -538,6 +539,7 @@ void gc_cycle_poll(iso_isolate *iso) {
 void gc_poll(iso_isolate *iso) {
   gc_heap *h = &iso->heap;
   if (h->in_gc) return;
+  gc_lab_detach(iso);
   if (h->stress_scavenge_every) gc_stress_tick(iso);
   gc_cycle_poll(iso);
 }
@@ -563,6 +565,7 @@ iso_status iso_gc(iso_isolate *iso, iso_gc_kind kind) {
 
 void gc_make_iterable(iso_isolate *iso) {
   gc_old *o = &iso->heap.old;
+  gc_lab_detach(iso);
   if (o->lab_top && o->lab_top < o->lab_limit)
     gc_fill(o->lab_top, (size_t)(o->lab_limit - o->lab_top));
 }

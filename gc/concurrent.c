@@ -150,13 +150,14 @@ bool gc_marking_active(const gc_heap *h) {
 
 /* ---- marking work ---- */
 
-/* Moves barrier entries from the ring to l. They are grey already (the
- * barrier set their mark bits). */
+/* Moves barrier entries from the ring to l. An entry may still be white
+ * (the barrier only tests its bit) or grey by now: shading pushes it only
+ * if no other thread did. */
 static size_t take_ring(gc_marking *m, gc_worklist_local *l) {
   size_t n = 0;
   void *e;
   while (ck_ring_dequeue_spmc(&m->ring, m->ring_buf, &e)) {
-    gc_worklist_push(l, (iso_value)(uintptr_t)e);
+    gc_mark_shade(l, (iso_value)(uintptr_t)e);
     n++;
   }
   return n;
@@ -208,24 +209,62 @@ static size_t drain(iso_isolate *iso, gc_worklist_local *l, size_t budget,
   return bytes;
 }
 
+/* Note [Barrier buffer]
+ * The barrier itself only appends the overwritten value to a buffer of
+ * GC_BARRIER_BUF entries; nothing about the value is loaded. Filtering
+ * one entry costs two cache misses (its page's flags and its mark-bit
+ * word, anywhere in the heap), and made in the middle of the program's
+ * store they stalled it: a random store into a big array cost three
+ * misses instead of one. The flush (gc_marking_flush_barrier) filters a
+ * whole buffer with its misses in flight together: it prefetches every
+ * entry's flags and bitmap word, then keeps the unmarked old objects and
+ * puts them in the ring. It only tests the bit; the marker that takes the
+ * entry sets it (take_ring), so an object overwritten twice before a
+ * marker gets to it is queued twice and shaded once.
+ *   Entries may be young objects, or stale: a scavenge may move a young
+ * object while its address waits here. Its page is then quarantined
+ * (flagged free) until marking ends, or young, and the filter drops both,
+ * as it drops young values, which need no marking (gc/barrier.c).
+ *   The buffer is the owner's; it is flushed when full, at every
+ * safepoint while marking, before the owner checks whether marking is
+ * over (try_finish), and when the isolate parks, so a GC thread that
+ * ends marking on a parked isolate's behalf never misses an entry. */
 void gc_marking_barrier(iso_isolate *iso, iso_value old) {
-  gc_page *p = gc_page_of(gc_obj(old));
-  if (!(thr_load_relaxed(&p->flags) & GC_PAGE_OLD)) return;
-  if (!gc_bit_set_atomic(p->markbits, gc_page_word_index(p, gc_obj(old))))
-    return; /* grey or black already */
   gc_marking *m = &iso->heap.marking;
-  if (ck_ring_enqueue_spmc(&m->ring, m->ring_buf, (void *)(uintptr_t)old)) {
-    /* A quarter full: wake the markers rather than let it overflow. */
-    if (ck_ring_size(&m->ring) == GC_RING_SIZE / 4)
-      gc_threads_notify(iso->rt);
-    return;
+  m->barrier_buf[m->barrier_count++] = old;
+  if (ISO_UNLIKELY(m->barrier_count == GC_BARRIER_BUF))
+    gc_marking_flush_barrier(iso);
+}
+
+void gc_marking_flush_barrier(iso_isolate *iso) {
+  gc_marking *m = &iso->heap.marking;
+  unsigned n = m->barrier_count;
+  if (n == 0) return;
+  m->barrier_count = 0;
+  for (unsigned i = 0; i < n; i++) gc_mark_prefetch(m->barrier_buf[i]);
+  bool overflow = false;
+  for (unsigned i = 0; i < n; i++) {
+    iso_value v = m->barrier_buf[i];
+    gc_page *p = gc_page_of(gc_obj(v));
+    if (!(thr_load_relaxed(&p->flags) & GC_PAGE_OLD)) continue;
+    if (gc_bit_test(p->markbits, gc_page_word_index(p, gc_obj(v))))
+      continue; /* grey or black already */
+    if (ck_ring_enqueue_spmc(&m->ring, m->ring_buf, (void *)(uintptr_t)v))
+      continue;
+    /* The ring is full: the markers are behind. The owner shades the
+     * rest itself. */
+    gc_mark_shade(&m->local, v);
+    overflow = true;
   }
-  /* The ring is full: the markers are behind. Mark the entry here, a
-   * bounded amount of it, and leave the rest to them. */
-  gc_worklist_push(&m->local, old);
-  drain(iso, &m->local, ASSIST_BYTES / 4, NULL);
-  gc_worklist_local_finish(&m->local);
-  gc_threads_notify(iso->rt);
+  if (overflow) {
+    /* Marks a bounded amount of it, and leaves the rest to the markers. */
+    drain(iso, &m->local, ASSIST_BYTES / 4, NULL);
+    gc_worklist_local_finish(&m->local);
+    gc_threads_notify(iso->rt);
+  } else if (ck_ring_size(&m->ring) >= GC_RING_SIZE / 4) {
+    /* A quarter full: wake the markers rather than let it overflow. */
+    gc_threads_notify(iso->rt);
+  }
 }
 
 static bool nothing_grey(gc_marking *m) {
@@ -240,6 +279,13 @@ static void finish_marking(iso_isolate *iso, bool on_owner);
  * safepoint, or a GC thread holding the parked isolate. */
 static bool try_finish(iso_isolate *iso, bool on_owner) {
   gc_marking *m = &iso->heap.marking;
+  /* Note [The inline old LAB]: its objects are made black while the state
+   * still says marking; Note [Barrier buffer]: its entries reach the ring.
+   * A parked isolate did both when it parked. */
+  if (on_owner) {
+    gc_lab_detach(iso);
+    gc_marking_flush_barrier(iso);
+  }
   gc_worklist_local_finish(&m->local);
   pthread_mutex_lock(&m->lock);
   bool done = m->state == ISO_GC_CYCLE_MARKING && !m->cancelled &&
@@ -254,6 +300,7 @@ static void finish_marking(iso_isolate *iso, bool on_owner) {
   gc_heap *h = &iso->heap;
   gc_marking *m = &h->marking;
   uint64_t t0 = isolate_now_ns();
+  ISO_DASSERT(!h->young.lab_inline && m->barrier_count == 0); /* try_finish */
   iso->inl.barrier_flags &= ~GC_BARRIER_MARKING;
   if (h->flags & ISO_ISOLATE_VERIFY_HEAP) {
     if (gc_verify_marking(iso) != ISO_OK) {
@@ -285,6 +332,7 @@ void gc_marking_start(iso_isolate *iso, gc_reason reason) {
   gc_heap *h = &iso->heap;
   gc_marking *m = &h->marking;
   if (load_state(m) == ISO_GC_CYCLE_MARKING) return;
+  gc_lab_detach(iso); /* its objects predate the snapshot: not black */
   gc_marking_complete_sweep(iso);
   gc_threads_start(iso->rt);
   /* A full collection (in_gc) reports itself: no cycle line. */
@@ -374,6 +422,7 @@ void gc_marking_poll(iso_isolate *iso) {
   gc_marking *m = &h->marking;
   int st = load_state(m);
   if (st == ISO_GC_CYCLE_MARKING) {
+    gc_marking_flush_barrier(iso);
     if (!gc_threads_running(iso->rt)) {
       gc_marking_step(iso, ASSIST_BYTES);
     } else if (gc_old_used(h) > m->assist_at) {
@@ -470,6 +519,10 @@ void gc_background_work(iso_isolate *iso, const int *cancel) {
 
 void gc_park(iso_isolate *iso) {
   gc_marking *m = &iso->heap.marking;
+  /* A GC thread may end marking on its behalf: Note [The inline old LAB],
+   * Note [Barrier buffer]. */
+  gc_lab_detach(iso);
+  gc_marking_flush_barrier(iso);
   gc_worklist_local_finish(&m->local);
   thr_store_release(&iso->park_state, ISOLATE_PARKED);
   if (load_state(m) != ISO_GC_CYCLE_IDLE) gc_threads_notify(iso->rt);

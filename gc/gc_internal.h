@@ -74,6 +74,9 @@ bool gc_runtime_over_limit(iso_runtime *rt, size_t bytes);
 void gc_runtime_request_collections(iso_runtime *rt);
 void gc_old_retire_lab(iso_isolate *iso);
 void gc_old_release_all(iso_isolate *iso);
+/* Counts [from, to) of the LAB, which the inline paths filled, as old
+ * allocation; black while marking. Owner only. */
+void gc_old_lab_used(iso_isolate *iso, char *from, char *to);
 
 /* ---- young generation (young.c) ---- */
 
@@ -84,6 +87,11 @@ void gc_young_release_all(iso_isolate *iso);
  * allocates promoted objects black. */
 void gc_scavenge_work(iso_isolate *iso, gc_worklist_local *join);
 size_t gc_young_used(iso_isolate *iso);
+/* Gives the old LAB back from the inline area to the old space, if the
+ * inline paths have it (Note [The inline old LAB] in young.c). Every
+ * owner-thread entry that collects, walks the heap, allocates in the old
+ * space other than inline, parks or changes the area calls it first. */
+void gc_lab_detach(iso_isolate *iso);
 /* Re-applies whether the allocation area is hidden from the inline paths
  * (after stress or over_limit changed). */
 void gc_young_limit_changed(iso_isolate *iso);
@@ -95,6 +103,17 @@ void gc_stress_tick(iso_isolate *iso);
 
 /* Marks v grey if it is an unmarked old object. Any thread. */
 void gc_mark_shade(gc_worklist_local *wl, iso_value v);
+/* Fetches the page flags and mark-bit word that gc_mark_shade will read
+ * for v. The address is computed, not loaded: a normal page's mark bits
+ * are the first of its inline_bits (for a large page the guess is
+ * harmless). */
+static inline void gc_mark_prefetch(iso_value v) {
+  gc_page *p = gc_page_of(gc_obj(v));
+  size_t i = (size_t)((const char *)gc_obj(v) - (const char *)p -
+                      GC_PAGE_HEADER_SIZE) / 8;
+  __builtin_prefetch(p);
+  __builtin_prefetch(&p->inline_bits[(i / 64) % GC_BITMAP_WORDS]);
+}
 /* Marks an object black without pushing it (its slots are handled by the
  * caller). */
 void gc_mark_set(iso_value v);
@@ -150,8 +169,11 @@ size_t gc_marking_step(iso_isolate *iso, size_t budget);
 void gc_marking_finish_now(iso_isolate *iso);
 /* Owner: completes the sweep of the last cycle, if one is pending. */
 void gc_marking_complete_sweep(iso_isolate *iso);
-/* The snapshot barrier's slow part: shades old, the overwritten value. */
+/* The snapshot barrier's slow part: old, the overwritten value, is to be
+ * shaded (Note [Barrier buffer] in concurrent.c). Owner. */
 void gc_marking_barrier(iso_isolate *iso, iso_value old);
+/* Owner: hands the barrier's buffered entries to the markers. */
+void gc_marking_flush_barrier(iso_isolate *iso);
 /* An evacuated young page, kept from the pool until marking ends. */
 void gc_marking_quarantine(iso_isolate *iso, gc_page *p);
 /* GC threads (threads/gc_threads.c). */

@@ -91,12 +91,17 @@ typedef struct gc_young {
   size_t pretenure_poll_at; /* pretenured_bytes of the next safepoint */
   size_t probe_every;       /* pretenured bytes between probes */
   uint64_t pretenured_total;
+  /* The inline area is the old space's LAB (Note [The inline old LAB] in
+   * gc/young.c); the young area's top waits in saved_top meanwhile. */
+  bool lab_inline;
+  char *saved_top;
 } gc_young;
 
 typedef struct gc_old {
   gc_page *pages;
   size_t page_count;
   char *lab_top, *lab_limit; /* linear allocation area in an old page */
+  char *lab_start; /* where the inline paths began using the LAB */
   gc_freelist fl;
   gc_page *large;
   size_t large_count;
@@ -116,6 +121,8 @@ typedef struct gc_old {
 #define GC_BARRIER_MARKING 1u
 /* Barrier entries in flight from an isolate to the markers. */
 #define GC_RING_SIZE 4096u
+/* Overwritten values the barrier collects before it filters them. */
+#define GC_BARRIER_BUF 256u
 
 typedef struct gc_marking {
   /* Shared with the GC threads. */
@@ -140,6 +147,8 @@ typedef struct gc_marking {
    * at the top of gc/concurrent.c). */
   gc_worklist_local local; /* the owner's grey objects: barrier overflow,
                               assists, the join */
+  iso_value barrier_buf[GC_BARRIER_BUF]; /* gc_marking_barrier */
+  unsigned barrier_count;
   size_t adopt_next;       /* sweep_pages[adopt_next..] not yet adopted */
   uint64_t sweep_alloc_start; /* old.allocated when sweeping began */
   gc_page *quarantine;     /* young pages evacuated while marking */

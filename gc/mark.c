@@ -44,17 +44,6 @@ void gc_mark_shade(gc_worklist_local *wl, iso_value v) {
   if (gc_bit_set_atomic(p->markbits, i)) gc_worklist_push(wl, v);
 }
 
-/* The page flags and mark-bit word gc_mark_shade will read for v. The
- * address is computed, not loaded: a normal page's mark bits are the
- * first of its inline_bits (for a large page the guess is harmless). */
-static inline void prefetch_shade(iso_value v) {
-  gc_page *p = gc_page_of(gc_obj(v));
-  size_t i = (size_t)((const char *)gc_obj(v) - (const char *)p -
-                      GC_PAGE_HEADER_SIZE) / 8;
-  __builtin_prefetch(p);
-  __builtin_prefetch(&p->inline_bits[(i / 64) % GC_BITMAP_WORDS]);
-}
-
 /* Shades the references in slots [from, to). A long run (an array of
  * many references) shades objects anywhere in the heap: the mark bits
  * SHADE_AHEAD slots on are fetched early. */
@@ -65,7 +54,7 @@ static void shade_slots(gc_worklist_local *wl, iso_value *from, iso_value *to) {
   for (size_t i = 0; i < n; i++) {
     if (ahead && i + ahead < n) {
       iso_value a = thr_load_relaxed(&from[i + ahead]);
-      if (iso_is_ref(a)) prefetch_shade(a);
+      if (iso_is_ref(a)) gc_mark_prefetch(a);
     }
     /* Acquire: pairs with the release store of the barrier (isolate.h),
      * so an object published into a slot is seen initialised. */

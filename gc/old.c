@@ -140,6 +140,7 @@ bool gc_old_would_exceed(iso_isolate *iso, size_t bytes) {
 
 void gc_old_retire_lab(iso_isolate *iso) {
   gc_old *o = &iso->heap.old;
+  gc_lab_detach(iso);
   if (o->lab_top && o->lab_top < o->lab_limit)
     fl_add(&o->fl, o->lab_top, (size_t)(o->lab_limit - o->lab_top));
   o->lab_top = o->lab_limit = NULL;
@@ -202,8 +203,38 @@ static bool refill_lab(iso_isolate *iso, size_t bytes, bool check_limit) {
   return add_page(iso, check_limit);
 }
 
+/* Marks the objects that tile [from, to) of one page, one atomic OR per
+ * bitmap word. */
+static void mark_range_black(char *from, char *to) {
+  gc_page *p = gc_page_of(from);
+  size_t word = SIZE_MAX;
+  uint64_t mask = 0;
+  while (from < to) {
+    size_t i = gc_page_word_index(p, from);
+    if (i / 64 != word) {
+      if (mask) thr_fetch_or_relaxed(&p->markbits[word], mask);
+      word = i / 64;
+      mask = 0;
+    }
+    mask |= 1ull << (i % 64);
+    size_t words = gc_hdr_words(*(uint64_t *)(void *)from);
+    ISO_DASSERT(words != 0);
+    from += words * 8;
+  }
+  if (mask) thr_fetch_or_relaxed(&p->markbits[word], mask);
+}
+
+void gc_old_lab_used(iso_isolate *iso, char *from, char *to) {
+  gc_heap *h = &iso->heap;
+  size_t bytes = (size_t)(to - from);
+  h->allocated_bytes_total += bytes;
+  h->old.allocated += bytes;
+  if (bytes && gc_marking_active(h)) mark_range_black(from, to);
+}
+
 void *gc_old_alloc_raw(iso_isolate *iso, size_t bytes, bool check_limit) {
   gc_old *o = &iso->heap.old;
+  gc_lab_detach(iso);
   if (bytes >= GC_LARGE_OBJECT_SIZE)
     return gc_large_alloc_raw(iso, bytes, check_limit);
   if (!o->lab_top || (size_t)(o->lab_limit - o->lab_top) < bytes) {
@@ -496,6 +527,7 @@ static void sweep_end(iso_isolate *iso) {
 
 void gc_old_release_all(iso_isolate *iso) {
   gc_old *o = &iso->heap.old;
+  gc_lab_detach(iso);
   runtime_account(iso, 0, gc_old_committed(&iso->heap));
   gc_page *p = o->pages;
   while (p) {

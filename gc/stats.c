@@ -58,11 +58,19 @@ void gc_pause_hist_read(const gc_pause_hist *h, iso_pause_stats_t *out) {
 
 /* ---- sizes ---- */
 
+/* The free rest of the old space's LAB, wherever it is (Note [The inline
+ * old LAB] in young.c). */
+static size_t lab_free(iso_isolate *iso) {
+  gc_old *o = &iso->heap.old;
+  if (iso->heap.young.lab_inline)
+    return (size_t)(iso->inl.alloc_limit - iso->inl.alloc_top);
+  return o->lab_top ? (size_t)(o->lab_limit - o->lab_top) : 0;
+}
+
 static size_t old_used(iso_isolate *iso) {
   gc_old *o = &iso->heap.old;
-  size_t lab = o->lab_top ? (size_t)(o->lab_limit - o->lab_top) : 0;
   size_t area = o->page_count * GC_PAGE_AREA;
-  size_t free_b = o->fl.free_bytes + lab;
+  size_t free_b = o->fl.free_bytes + lab_free(iso);
   return (area > free_b ? area - free_b : 0) + o->large_object_bytes;
 }
 
@@ -174,9 +182,7 @@ iso_status iso_heap_space_statistics(iso_isolate *iso, size_t index,
       out->space_name = "old_space";
       out->space_size = h->old.page_count * GC_PAGE_SIZE;
       out->space_used_size = old_used(iso) - h->old.large_object_bytes;
-      out->space_available_size =
-          h->old.fl.free_bytes +
-          (h->old.lab_top ? (size_t)(h->old.lab_limit - h->old.lab_top) : 0);
+      out->space_available_size = h->old.fl.free_bytes + lab_free(iso);
       break;
     case 2:
       out->space_name = "large_object_space";

@@ -154,6 +154,7 @@ iso_status gc_verify(iso_isolate *iso) {
   verifier v = {iso, thr_load_acquire(&iso->rt->type_count), NULL, NULL, 0,
                 ISO_OK};
   bool ok = true;
+  gc_lab_detach(iso);
   /* Pages that GC threads are sweeping are not walkable: finish first. */
   if (gc_marking_state(iso) == ISO_GC_CYCLE_SWEEPING)
     gc_marking_complete_sweep(iso);

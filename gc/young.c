@@ -45,6 +45,31 @@
  * The safepoint work of the slow path (stress, the cycle's assists and
  * end, external pressure, the heap limit, starting a cycle) runs once per
  * PRETENURE_POLL_BYTES, as it runs once per young page otherwise.
+ *
+ * Note [The inline old LAB]
+ * While the isolate pretenures, the inline area [inl.alloc_top,
+ * inl.alloc_limit) is the old space's linear allocation area (LAB), so
+ * the inline paths (iso_record_new_v, gc_alloc, the clone reader) bump-
+ * allocate old objects without a call; the slow path runs once per LAB,
+ * not once per object. The young area's top waits in saved_top, and the
+ * old space's lab_top/lab_limit are NULL meanwhile (the LAB is lent out).
+ *   Two things the per-object path did are owed when the LAB comes back
+ * (gc_lab_detach): the bytes are counted as old allocation, and, while
+ * the cycle marks, the objects are marked black (gc_old_lab_used; one
+ * atomic OR per bitmap word). Until then a marker may find such an object
+ * white through a slot and mark and trace it: harmless, the object is
+ * complete (it was published by a release store) and black allocation is
+ * only an optimisation of what such tracing would conclude.
+ *   So that no one sees a half-counted LAB or an unwalkable page, every
+ * owner-thread entry that needs the old space's own view detaches first:
+ * the slow path, old allocation (promotion, the clone reader), the start
+ * of every collection and of marking, safepoints, parking, heap walks and
+ * verification, and any change of the area (gc_young_limit_changed). The
+ * end of marking detaches too when it runs on the owner; on a GC thread,
+ * the isolate is parked (and detached when it parked). Attaching
+ * happens only at the end of a pretenured slow-path
+ * allocation, under the same conditions as pretenuring itself, and never
+ * inside a collection.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -117,12 +142,14 @@ static bool limit_hidden(iso_isolate *iso) {
 /* Keeps inl.alloc_top <= inl.alloc_limit: the inline check computes
  * limit - top unsigned, so a top past the limit would allocate forever. */
 static void set_area(iso_isolate *iso, char *top, char *limit) {
+  ISO_DASSERT(!iso->heap.young.lab_inline);
   iso->inl.alloc_top = top;
   iso->heap.young.real_limit = limit;
   iso->inl.alloc_limit = limit_hidden(iso) ? top : limit;
 }
 
 void gc_young_limit_changed(iso_isolate *iso) {
+  gc_lab_detach(iso);
   set_area(iso, iso->inl.alloc_top, iso->heap.young.real_limit);
 }
 
@@ -155,8 +182,46 @@ static bool add_page(iso_isolate *iso) {
 size_t gc_young_used(iso_isolate *iso) {
   gc_young *y = &iso->heap.young;
   if (!y->last) return 0;
+  char *top = y->lab_inline ? y->saved_top : iso->inl.alloc_top;
   return (y->page_count - 1) * GC_PAGE_AREA +
-         (size_t)(iso->inl.alloc_top - y->last->area_start);
+         (size_t)(top - y->last->area_start);
+}
+
+/* ---- Note [The inline old LAB] ---- */
+
+void gc_lab_detach(iso_isolate *iso) {
+  gc_young *y = &iso->heap.young;
+  if (ISO_LIKELY(!y->lab_inline)) return;
+  gc_old *o = &iso->heap.old;
+  char *top = iso->inl.alloc_top;
+  o->lab_top = top;
+  o->lab_limit = iso->inl.alloc_limit;
+  y->lab_inline = false;
+  size_t used = (size_t)(top - o->lab_start);
+  y->pretenured_bytes += used;
+  y->pretenured_total += used;
+  gc_old_lab_used(iso, o->lab_start, top);
+  o->lab_start = NULL;
+  set_area(iso, y->saved_top, y->real_limit);
+  y->saved_top = NULL;
+}
+
+/* Lends the old LAB to the inline paths, if pretenuring allows it now. */
+static void lab_attach(iso_isolate *iso) {
+  gc_heap *h = &iso->heap;
+  gc_young *y = &h->young;
+  gc_old *o = &h->old;
+  if (y->lab_inline || !y->pretenure || h->in_gc || h->stress_scavenge_every ||
+      h->over_limit || h->external_pressure || isolate_terminating(iso) ||
+      !o->lab_top || o->lab_top == o->lab_limit)
+    return;
+  ISO_DASSERT(gc_young_used(iso) == 0);
+  y->saved_top = iso->inl.alloc_top;
+  iso->inl.alloc_top = o->lab_top;
+  iso->inl.alloc_limit = o->lab_limit;
+  o->lab_start = o->lab_top;
+  o->lab_top = o->lab_limit = NULL;
+  y->lab_inline = true;
 }
 
 /* ---- the scavenge ---- */
@@ -570,6 +635,7 @@ static void *pretenure_alloc(iso_isolate *iso, size_t bytes) {
   if (mem) {
     iso->heap.young.pretenured_bytes += bytes;
     iso->heap.young.pretenured_total += bytes;
+    lab_attach(iso);
   }
   return mem;
 }
@@ -577,6 +643,7 @@ static void *pretenure_alloc(iso_isolate *iso, size_t bytes) {
 void *gc_pretenure_try(iso_isolate *iso, size_t bytes) {
   gc_heap *h = &iso->heap;
   gc_young *y = &h->young;
+  gc_lab_detach(iso); /* counts what the inline paths allocated */
   /* Note [Pretenuring]: between safepoints, straight to the old space. */
   if (!y->pretenure || y->pretenured_bytes >= y->pretenure_poll_at ||
       bytes >= GC_LARGE_OBJECT_SIZE || h->stress_scavenge_every ||
@@ -587,12 +654,14 @@ void *gc_pretenure_try(iso_isolate *iso, size_t bytes) {
   if (ISO_LIKELY(mem != NULL)) {
     y->pretenured_bytes += bytes;
     y->pretenured_total += bytes;
+    lab_attach(iso);
   }
   return mem;
 }
 
 void *gc_alloc_young_slow(iso_isolate *iso, size_t bytes) {
   gc_heap *h = &iso->heap;
+  gc_lab_detach(iso);
   if (isolate_terminating(iso)) {
     isolate_terminated_error(iso);
     return NULL;
