@@ -178,6 +178,9 @@ static size_t drain(iso_isolate *iso, gc_worklist_local *l, size_t budget,
   size_t bytes = 0, objects = 0;
   iso_value fifo[MARK_PREFETCH];
   unsigned head = 0, count = 0;
+  gc_marker mk;
+  mk.wl = l;
+  mk.head = mk.count = 0;
   for (;;) {
     while (count < MARK_PREFETCH) {
       iso_value o = gc_worklist_pop(l);
@@ -186,20 +189,28 @@ static size_t drain(iso_isolate *iso, gc_worklist_local *l, size_t budget,
       fifo[(head + count++) % MARK_PREFETCH] = o;
     }
     if (count == 0) {
+      /* Note [Two-stage prefetch] in mark.c: the waiting references may
+       * be grey objects yet. */
+      if (mk.count) {
+        gc_mark_flush(&mk);
+        continue;
+      }
       if (take_ring(m, l) == 0) break;
       continue;
     }
     iso_value o = fifo[head];
     head = (head + 1) % MARK_PREFETCH;
     count--;
-    bytes += gc_mark_trace(types, l, o);
+    bytes += gc_mark_trace(types, &mk, o);
     if (++objects % CANCEL_CHECK_EVERY == 0) {
       if (cancel && thr_load_relaxed(cancel)) break;
       take_ring(m, l);
     }
     if (bytes >= budget) break;
   }
-  /* Grey objects still waiting go back to the worklist. */
+  /* Grey objects still waiting go back to the worklist, after the
+   * references waiting to be shaded. */
+  gc_mark_flush(&mk);
   while (count) {
     gc_worklist_push(l, fifo[head]);
     head = (head + 1) % MARK_PREFETCH;

@@ -103,24 +103,49 @@ void gc_stress_tick(iso_isolate *iso);
 
 /* Marks v grey if it is an unmarked old object. Any thread. */
 void gc_mark_shade(gc_worklist_local *wl, iso_value v);
+/* A prefetch for writing. x86 compilers emit PREFETCHW only when told the
+ * CPU has it, but every x86-64 CPU executes it (as a hint or, on the
+ * oldest, as a no-op), so it is written out. */
+static inline void gc_prefetch_write(const void *addr) {
+#if defined(__x86_64__)
+  __asm__ volatile("prefetchw %0" : : "m"(*(const char *)addr));
+#else
+  __builtin_prefetch(addr, 1);
+#endif
+}
+
 /* Fetches the page flags and mark-bit word that gc_mark_shade will read
- * for v. The address is computed, not loaded: a normal page's mark bits
- * are the first of its inline_bits (for a large page the guess is
- * harmless). */
+ * for v, the word for writing (its atomic OR would otherwise wait for
+ * the line again, to own it). The address is computed, not loaded: a
+ * normal page's mark bits are the first of its inline_bits (for a large
+ * page the guess is harmless). */
 static inline void gc_mark_prefetch(iso_value v) {
   gc_page *p = gc_page_of(gc_obj(v));
   size_t i = (size_t)((const char *)gc_obj(v) - (const char *)p -
                       GC_PAGE_HEADER_SIZE) / 8;
   __builtin_prefetch(p);
-  __builtin_prefetch(&p->inline_bits[(i / 64) % GC_BITMAP_WORDS]);
+  gc_prefetch_write(&p->inline_bits[(i / 64) % GC_BITMAP_WORDS]);
 }
 /* Marks an object black without pushing it (its slots are handled by the
  * caller). */
 void gc_mark_set(iso_value v);
 bool gc_mark_test(iso_value v);
+/* A marker's view while it traces: its worklist and the references read
+ * from traced slots that wait to be shaded, their mark-bit words being
+ * fetched meanwhile (Note [Two-stage prefetch] in mark.c). */
+#define GC_SHADE_AHEAD 32u
+typedef struct gc_marker {
+  gc_worklist_local *wl;
+  iso_value pending[GC_SHADE_AHEAD];
+  unsigned head, count;
+} gc_marker;
+
 /* Shades the referents of grey object o, or of the slice that o names;
- * returns the bytes traced (o's size for an object). */
-size_t gc_mark_trace(const gc_type *types, gc_worklist_local *wl, iso_value o);
+ * returns the bytes traced (o's size for an object). Some referents may
+ * wait in mk->pending: gc_mark_flush shades them. */
+size_t gc_mark_trace(const gc_type *types, gc_marker *mk, iso_value o);
+/* Shades every reference waiting in mk. */
+void gc_mark_flush(gc_marker *mk);
 /* A worklist entry may also name a slice of a long large object: its page
  * (aligned to GC_PAGE_SIZE) with the slice's number k in the bits below,
  * tagged 1 (references are tagged 0). Tracing it traces slots [k*S,

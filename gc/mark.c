@@ -44,22 +44,41 @@ void gc_mark_shade(gc_worklist_local *wl, iso_value v) {
   if (gc_bit_set_atomic(p->markbits, i)) gc_worklist_push(wl, v);
 }
 
-/* Shades the references in slots [from, to). A long run (an array of
- * many references) shades objects anywhere in the heap: the mark bits
- * SHADE_AHEAD slots on are fetched early. */
-static void shade_slots(gc_worklist_local *wl, iso_value *from, iso_value *to) {
-  enum { SHADE_AHEAD = 8 };
-  size_t n = (size_t)(to - from);
-  size_t ahead = n > 2 * SHADE_AHEAD ? SHADE_AHEAD : 0;
-  for (size_t i = 0; i < n; i++) {
-    if (ahead && i + ahead < n) {
-      iso_value a = thr_load_relaxed(&from[i + ahead]);
-      if (iso_is_ref(a)) gc_mark_prefetch(a);
-    }
+/* Note [Two-stage prefetch]
+ * Marking is bound by cache misses, two per object, both anywhere in the
+ * heap: the header of a grey object (drain in concurrent.c fetches it
+ * MARK_PREFETCH pops ahead) and the mark-bit word of each referent that
+ * tracing shades. The second is hidden here: a reference read from a
+ * slot has its page flags and bitmap word prefetched and waits in the
+ * marker's pending queue; it is shaded GC_SHADE_AHEAD references later,
+ * when the line has arrived. The queue is flushed before the marker
+ * decides its worklist is empty and whenever it stops. */
+void gc_mark_flush(gc_marker *mk) {
+  while (mk->count) {
+    gc_mark_shade(mk->wl, mk->pending[mk->head]);
+    mk->head = (mk->head + 1) % GC_SHADE_AHEAD;
+    mk->count--;
+  }
+}
+
+static inline void shade_later(gc_marker *mk, iso_value v) {
+  gc_mark_prefetch(v);
+  if (mk->count == GC_SHADE_AHEAD) {
+    gc_mark_shade(mk->wl, mk->pending[mk->head]);
+    mk->pending[mk->head] = v;
+    mk->head = (mk->head + 1) % GC_SHADE_AHEAD;
+    return;
+  }
+  mk->pending[(mk->head + mk->count++) % GC_SHADE_AHEAD] = v;
+}
+
+/* Shades the references in slots [from, to). */
+static void shade_slots(gc_marker *mk, iso_value *from, iso_value *to) {
+  for (iso_value *s = from; s < to; s++) {
     /* Acquire: pairs with the release store of the barrier (isolate.h),
      * so an object published into a slot is seen initialised. */
-    iso_value v = thr_load_acquire(&from[i]);
-    if (iso_is_ref(v)) gc_mark_shade(wl, v);
+    iso_value v = thr_load_acquire(s);
+    if (iso_is_ref(v)) shade_later(mk, v);
   }
 }
 
@@ -73,26 +92,25 @@ static iso_value *large_slots(const gc_type *types, gc_page *p, size_t *n) {
 
 /* Traces slice k of the object of large page p (gc_mark_slice_entry),
  * its slots [from, n), and pushes the next slice. */
-static size_t trace_slice(gc_worklist_local *wl, gc_page *p, size_t k,
+static size_t trace_slice(gc_marker *mk, gc_page *p, size_t k,
                           iso_value *slots, size_t n) {
   size_t from = k * GC_MARK_SLICE_SLOTS, to = from + GC_MARK_SLICE_SLOTS;
   if (to >= n || k + 1 > GC_MARK_SLICE_MAX) {
     to = n;
   } else {
-    gc_worklist_push(wl, gc_mark_slice_entry(p, k + 1));
+    gc_worklist_push(mk->wl, gc_mark_slice_entry(p, k + 1));
   }
-  shade_slots(wl, slots + from, slots + to);
+  shade_slots(mk, slots + from, slots + to);
   return (to - from) * 8;
 }
 
-size_t gc_mark_trace(const gc_type *types, gc_worklist_local *wl,
-                     iso_value o) {
+size_t gc_mark_trace(const gc_type *types, gc_marker *mk, iso_value o) {
   if (gc_mark_is_slice(o)) {
     gc_page *p = (gc_page *)(uintptr_t)(o & ~(iso_value)(GC_PAGE_SIZE - 1));
     size_t k = (size_t)(o & (GC_PAGE_SIZE - 1)) >> 3, n;
     ISO_DASSERT(p->flags & GC_PAGE_LARGE);
     iso_value *slots = large_slots(types, p, &n);
-    return trace_slice(wl, p, k, slots, n);
+    return trace_slice(mk, p, k, slots, n);
   }
   /* The owner may be storing an identity hash into the header. */
   uint64_t hdr = thr_load_relaxed(gc_obj(o));
@@ -105,8 +123,8 @@ size_t gc_mark_trace(const gc_type *types, gc_worklist_local *wl,
     /* A long large object is traced in slices, so that a marker returns
      * to the barrier's ring between them and other markers can take the
      * rest. (Objects of normal pages are short enough to trace whole.) */
-    return 8 + trace_slice(wl, p, 0, slots, n);
+    return 8 + trace_slice(mk, p, 0, slots, n);
   }
-  shade_slots(wl, slots, slots + n);
+  shade_slots(mk, slots, slots + n);
   return size;
 }
