@@ -54,15 +54,17 @@ static void env_stress(gc_heap *h) {
   if (f && (n = strtoul(f + 5, NULL, 10)) > 0) h->stress_full_every = (unsigned)n;
 }
 
-void gc_old_update_trigger(gc_heap *h, size_t live) {
+void gc_old_update_trigger(gc_heap *h, size_t used, size_t live) {
   /* The next cycle starts once as much again as the live size has been
-   * allocated (at least MIN_TRIGGER), as Go's default pacing does: the
-   * cost of a cycle, proportional to the live size, is paid for by
-   * proportional allocation, and the heap stays near twice the live size
-   * plus what is allocated while marking. live is measured after the
-   * sweep (gc_old_used). */
+   * allocated (at least MIN_TRIGGER) since the sweep, as Go's default
+   * pacing does: the cost of a cycle, proportional to the live size, is
+   * paid for by proportional allocation. live is what marking traced:
+   * objects allocated during marking were marked without being traced,
+   * and most of them are garbage by now (a cache being churned), so they
+   * count in used (still in the heap) but not in what the next cycle is
+   * paid for with. */
   size_t grow = live > MIN_TRIGGER ? live : MIN_TRIGGER;
-  size_t t = live + grow;
+  size_t t = used + grow;
   h->old.trigger = t < h->old.limit ? t : h->old.limit;
 }
 
@@ -98,7 +100,7 @@ iso_status gc_heap_init(iso_isolate *iso, const iso_isolate_params *p) {
   h->trace_cb = p->trace_callback;
   h->trace_data = p->trace_data;
   h->old.limit = h->old.initial_limit = old;
-  gc_old_update_trigger(h, 0);
+  gc_old_update_trigger(h, 0, 0);
   h->limit_request_seen = thr_load_relaxed(&iso->rt->limit_request);
   h->start_ns = h->last_gc_end_ns = isolate_now_ns();
   h->hash_state = (uint32_t)((uintptr_t)iso >> 4) ^ 0x9e3779b9u;

@@ -62,9 +62,12 @@
  * sweeping is being set up; nobody may join as a marker. */
 #define GC_CYCLE_FINISHING 3
 
-/* Marking work per assist, and the old-space growth between assists. */
+/* Marking work per step when the isolate marks alone (no GC threads),
+ * and per assist (Note [Pacing]). */
 #define ASSIST_BYTES ((size_t)512 << 10)
-#define ASSIST_EVERY ((size_t)1 << 20)
+#define ASSIST_STEP ((size_t)32 << 10)
+/* The least old allocation a cycle's marking may take before assists. */
+#define MIN_ALLOWANCE ((size_t)8 << 20)
 /* A GC thread checks for cancellation every this many objects. */
 #define CANCEL_CHECK_EVERY 1024
 
@@ -175,7 +178,7 @@ static size_t drain(iso_isolate *iso, gc_worklist_local *l, size_t budget,
                     const int *cancel) {
   gc_marking *m = &iso->heap.marking;
   const gc_type *types = iso->rt->types;
-  size_t bytes = 0, objects = 0;
+  size_t bytes = 0, objects = 0, reported = 0;
   iso_value fifo[MARK_PREFETCH];
   unsigned head = 0, count = 0;
   gc_marker mk;
@@ -203,6 +206,9 @@ static size_t drain(iso_isolate *iso, gc_worklist_local *l, size_t budget,
     count--;
     bytes += gc_mark_trace(types, &mk, o);
     if (++objects % CANCEL_CHECK_EVERY == 0) {
+      /* Progress shows as it is made: the owner's pacing reads it. */
+      thr_fetch_add_relaxed(&m->marked_bytes, bytes - reported);
+      reported = bytes;
       if (cancel && thr_load_relaxed(cancel)) break;
       take_ring(m, l);
     }
@@ -216,7 +222,7 @@ static size_t drain(iso_isolate *iso, gc_worklist_local *l, size_t budget,
     head = (head + 1) % MARK_PREFETCH;
     count--;
   }
-  thr_fetch_add_relaxed(&m->marked_bytes, bytes);
+  thr_fetch_add_relaxed(&m->marked_bytes, bytes - reported);
   return bytes;
 }
 
@@ -327,6 +333,7 @@ static void finish_marking(iso_isolate *iso, bool on_owner) {
   gc_sweep_begin(iso);
   uint64_t t1 = isolate_now_ns();
   m->cycles++;
+  m->last_marked = thr_load_relaxed(&m->marked_bytes);
   if (on_owner && !h->in_gc) {
     gc_pause_record(iso, GC_PAUSE_MARKING, (double)(t1 - t0) / 1e6);
     m->cycle_pause_ms += (double)(t1 - t0) / 1e6;
@@ -364,8 +371,12 @@ void gc_marking_start(iso_isolate *iso, gc_reason reason) {
   double ms = gc_scavenge_join(iso, &m->local);
   gc_worklist_local_finish(&m->local);
   m->cycle_pause_ms += ms;
-  size_t c = gc_old_used(h);
-  m->assist_at = c + (c / 4 > ASSIST_EVERY ? c / 4 : ASSIST_EVERY);
+  /* Note [Pacing]: the work is what the last marking traced (before the
+   * first, all that is in use). */
+  m->alloc_at_start = h->old.allocated;
+  m->expected_work = m->last_marked ? m->last_marked : gc_old_used(h);
+  m->allowance =
+      m->expected_work > MIN_ALLOWANCE ? m->expected_work : MIN_ALLOWANCE;
   gc_threads_notify(iso->rt);
 }
 
@@ -428,6 +439,28 @@ size_t gc_marking_step(iso_isolate *iso, size_t budget) {
   return done;
 }
 
+/* Note [Pacing]
+ * A cycle starts when the old space has grown past its trigger (set at
+ * the end of the last sweep: gc_old_update_trigger in collect.c), and
+ * its marking may then take `allowance` bytes of old allocation (as much
+ * as it expects to trace, the last cycle's marked bytes; at least
+ * MIN_ALLOWANCE) before it must be done. GC threads do the marking; the
+ * owner only checks, at each safepoint, that they keep that pace: when
+ * the marked bytes lag behind
+ *     allocated since the start * expected_work / allowance
+ * it assists with a step of ASSIST_STEP bytes (a fraction of a
+ * millisecond), and again at the next safepoint if it still lags. So an
+ * isolate whose GC threads keep up never pauses to mark, and one that
+ * allocates faster than they trace is slowed to their pace in short
+ * steps, never in one long one. Without GC threads every safepoint marks
+ * ASSIST_BYTES: the isolate does all the work. */
+static bool marking_behind(gc_heap *h) {
+  gc_marking *m = &h->marking;
+  uint64_t alloc = h->old.allocated - m->alloc_at_start;
+  double due = (double)alloc * (double)m->expected_work / (double)m->allowance;
+  return (double)thr_load_relaxed(&m->marked_bytes) < due;
+}
+
 void gc_marking_poll(iso_isolate *iso) {
   gc_heap *h = &iso->heap;
   gc_marking *m = &h->marking;
@@ -436,9 +469,8 @@ void gc_marking_poll(iso_isolate *iso) {
     gc_marking_flush_barrier(iso);
     if (!gc_threads_running(iso->rt)) {
       gc_marking_step(iso, ASSIST_BYTES);
-    } else if (gc_old_used(h) > m->assist_at) {
-      m->assist_at = gc_old_used(h) + ASSIST_EVERY;
-      gc_marking_step(iso, ASSIST_BYTES);
+    } else if (marking_behind(h)) {
+      gc_marking_step(iso, ASSIST_STEP);
     } else if (nothing_grey(m)) {
       try_finish(iso, true);
     }

@@ -100,6 +100,10 @@ typedef struct gc_young {
 typedef struct gc_old {
   gc_page *pages;
   size_t page_count;
+  /* The same pages in an array, oldest first, with NULL where a page left
+   * (squeezed out when half are holes): the sweep list is a copy. */
+  gc_page **page_vec;
+  size_t page_vec_len, page_vec_cap;
   char *lab_top, *lab_limit; /* linear allocation area in an old page */
   char *lab_start; /* where the inline paths began using the LAB */
   gc_freelist fl;
@@ -142,6 +146,7 @@ typedef struct gc_marking {
    * it (gc/old.c). */
   gc_page **sweep_pages;
   size_t sweep_count;
+  uint32_t sweep_epoch; /* the sweep's number (page.h); atomic */
   size_t sweep_next;  /* atomic */
   /* Owner (or a GC thread holding the parked isolate: "Who touches what"
    * at the top of gc/concurrent.c). */
@@ -154,7 +159,11 @@ typedef struct gc_marking {
   gc_page *quarantine;     /* young pages evacuated while marking */
   size_t quarantine_count;
   uint64_t start_ns;
-  size_t assist_at;        /* committed old bytes that start assists */
+  /* Assists (Note [Pacing] in concurrent.c): old.allocated when marking
+   * began, the marking work expected, and the old allocation it may take. */
+  uint64_t alloc_at_start;
+  size_t expected_work, allowance;
+  size_t last_marked;      /* marked_bytes of the last completed marking */
   double cycle_pause_ms;   /* this cycle's pauses, for the trace line */
   uint64_t cycle_bg_mark_ns, cycle_bg_sweep_ns;
   size_t used_before, total_before;

@@ -18,8 +18,8 @@
  * - While the isolate's cycle marks, every object allocated here (by the
  *   program or by promotion) is allocated black: its mark bit is set.
  * - Sweeping (concurrent.c has the cycle): at the end of marking every old
- *   page goes on the sweep list as GC_SWEEP_PENDING and the free lists
- *   start empty. Any thread may claim a pending page (CAS to _BUSY), sweep
+ *   page goes on the sweep list, pending because the sweep gets a new
+ *   number (page.h), and the free lists start empty. Any thread may claim a pending page (CAS to _BUSY), sweep
  *   it into a chain of free blocks local to the page, and publish it as
  *   _SWEPT; only the owner adopts a swept page (its blocks join the free
  *   lists; an empty page goes back to the pool) and marks it _DONE. Pages
@@ -146,9 +146,46 @@ void gc_old_retire_lab(iso_isolate *iso) {
   o->lab_top = o->lab_limit = NULL;
 }
 
+/* Removes the holes of page_vec, keeping the order. */
+static void squeeze_page_vec(gc_old *o) {
+  size_t n = 0;
+  for (size_t i = 0; i < o->page_vec_len; i++) {
+    gc_page *p = o->page_vec[i];
+    if (!p) continue;
+    p->vec_index = (uint32_t)n;
+    o->page_vec[n++] = p;
+  }
+  o->page_vec_len = n;
+}
+
+/* Room in page_vec for one more page; false if malloc refuses. */
+static bool reserve_page_vec(gc_old *o) {
+  if (o->page_vec_len < o->page_vec_cap) return true;
+  if (o->page_count < o->page_vec_len / 2) {
+    squeeze_page_vec(o);
+    return true;
+  }
+  size_t cap = o->page_vec_cap ? o->page_vec_cap * 2 : 64;
+  gc_page **n = realloc(o->page_vec, cap * sizeof *n);
+  if (!n) return false;
+  o->page_vec = n;
+  o->page_vec_cap = cap;
+  return true;
+}
+
+static uint32_t sweep_word(uint32_t epoch, uint32_t st) {
+  return epoch << 2 | st;
+}
+
+/* After reserve_page_vec. */
 static void link_page(iso_isolate *iso, gc_page *p) {
   gc_old *o = &iso->heap.old;
   runtime_account(iso, GC_PAGE_SIZE, 0);
+  /* Not part of a sweep that is under way: it has nothing to free. */
+  thr_store_relaxed(&p->sweep_state,
+                    sweep_word(iso->heap.marking.sweep_epoch, GC_SWEEP_DONE));
+  p->vec_index = (uint32_t)o->page_vec_len;
+  o->page_vec[o->page_vec_len++] = p;
   p->prev = NULL;
   p->next = o->pages;
   if (o->pages) o->pages->prev = p;
@@ -167,11 +204,13 @@ static void unlink_page(iso_isolate *iso, gc_page *p) {
   if (p->next) p->next->prev = p->prev;
   p->next = p->prev = NULL;
   o->page_count--;
+  o->page_vec[p->vec_index] = NULL;
 }
 
 static bool add_page(iso_isolate *iso, bool check_limit) {
   gc_heap *h = &iso->heap;
   if (check_limit && gc_old_would_exceed(iso, GC_PAGE_SIZE)) return false;
+  if (!reserve_page_vec(&h->old)) return false;
   gc_page *p = gc_pool_take(iso->rt->pool, iso, GC_PAGE_OLD);
   if (!p) return false;
   link_page(iso, p);
@@ -184,7 +223,10 @@ static bool add_page(iso_isolate *iso, bool check_limit) {
 
 static bool adopt_next(iso_isolate *iso, gc_adopt_mode mode);
 
-static bool refill_lab(iso_isolate *iso, size_t bytes, bool check_limit) {
+/* A LAB from the free lists, adopting pages that mode allows until one
+ * gives a block of bytes. */
+static bool lab_from_free_space(iso_isolate *iso, size_t bytes,
+                                gc_adopt_mode mode) {
   gc_old *o = &iso->heap.old;
   size_t words = bytes / 8;
   for (;;) {
@@ -197,9 +239,20 @@ static bool refill_lab(iso_isolate *iso, size_t bytes, bool check_limit) {
       o->lab_limit = (char *)blk + gc_hdr_words(blk[0]) * 8;
       return true;
     }
-    /* Lazy sweeping: the free space of pages not adopted yet comes first. */
-    if (!adopt_next(iso, GC_ADOPT_ANY)) break;
+    if (!adopt_next(iso, mode)) return false;
   }
+}
+
+/* Free space comes first, then pages that GC threads swept. The owner
+ * sweeps pages itself (lazy sweeping) only when it has no GC threads, or
+ * when it may not grow: the last pages of the sweep list are the newest,
+ * allocated black during marking, with nothing to give, and an owner that
+ * swept its way through them to find space stalled for tens of
+ * milliseconds while a fresh page costs its page faults. */
+static bool refill_lab(iso_isolate *iso, size_t bytes, bool check_limit) {
+  if (lab_from_free_space(iso, bytes, GC_ADOPT_SWEPT)) return true;
+  if (gc_threads_running(iso->rt) && add_page(iso, check_limit)) return true;
+  if (lab_from_free_space(iso, bytes, GC_ADOPT_ANY)) return true;
   return add_page(iso, check_limit);
 }
 
@@ -318,24 +371,34 @@ static void sweep_page(gc_page *p) {
   memset(p->markbits, 0, GC_BITMAP_WORDS * sizeof(uint64_t));
   p->live_bytes = live;
   p->free_chain = head;
-  thr_store_release(&p->sweep_state, (uint32_t)GC_SWEEP_SWEPT);
 }
 
-static bool claim(gc_page *p) {
-  uint32_t expected = GC_SWEEP_PENDING;
-  return __atomic_compare_exchange_n(&p->sweep_state, &expected,
-                                     (uint32_t)GC_SWEEP_BUSY, false,
-                                     __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+/* p's state in the sweep numbered e (page.h). */
+static uint32_t sweep_state_in(gc_page *p, uint32_t e) {
+  uint32_t w = thr_load_acquire(&p->sweep_state);
+  return (w >> 2) < e ? (uint32_t)GC_SWEEP_PENDING : (w & 3);
+}
+
+/* Claims p for the sweep numbered e and sweeps it; false if it is not
+ * pending (another thread has it, or had it). */
+static bool claim_and_sweep(gc_page *p, uint32_t e) {
+  uint32_t w = thr_load_acquire(&p->sweep_state);
+  if ((w >> 2) >= e) return false;
+  if (!__atomic_compare_exchange_n(&p->sweep_state, &w,
+                                   sweep_word(e, GC_SWEEP_BUSY), false,
+                                   __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+    return false;
+  sweep_page(p);
+  thr_store_release(&p->sweep_state, sweep_word(e, GC_SWEEP_SWEPT));
+  return true;
 }
 
 void gc_sweep_ensure(gc_page *p) {
+  uint32_t e = p->owner->heap.marking.sweep_epoch;
   for (;;) {
-    uint32_t st = thr_load_acquire(&p->sweep_state);
+    uint32_t st = sweep_state_in(p, e);
     if (st == GC_SWEEP_DONE || st == GC_SWEEP_SWEPT) return;
-    if (st == GC_SWEEP_PENDING && claim(p)) {
-      sweep_page(p);
-      return;
-    }
+    if (st == GC_SWEEP_PENDING && claim_and_sweep(p, e)) return;
     sched_yield(); /* another thread is sweeping it: a page is quick */
   }
 }
@@ -368,8 +431,7 @@ static void sweep_all_now(iso_isolate *iso) {
   gc_page *p = iso->heap.old.pages;
   while (p) {
     gc_page *n = p->next;
-    thr_store_relaxed(&p->sweep_state, (uint32_t)GC_SWEEP_PENDING);
-    adopt(iso, p);
+    adopt(iso, p); /* pending: the sweep's number is new */
     p = n;
   }
 }
@@ -386,16 +448,22 @@ void gc_sweep_begin(iso_isolate *iso) {
   thr_store_release(&m->sweep_count, (size_t)0);
   m->adopt_next = 0;
   m->sweep_alloc_start = h->old.allocated;
-  if (!m->sweep_pages) sweep_all_now(iso);
-  /* Oldest pages first: the list is newest first, and its newest pages
-   * were allocated black during this cycle, so they have little to give;
-   * an owner that needs space should not have to sweep through them. */
-  size_t i = o->page_count;
-  for (gc_page *p = o->pages; p && m->sweep_pages; p = p->next) {
-    thr_store_relaxed(&p->sweep_state, (uint32_t)GC_SWEEP_PENDING);
-    m->sweep_pages[--i] = p;
+  /* A new number makes every old page pending at once, without a write
+   * to each page (a cache miss each, half a millisecond of pause for a
+   * few thousand pages). */
+  thr_store_relaxed(&m->sweep_epoch, m->sweep_epoch + 1);
+  if (!m->sweep_pages) {
+    sweep_all_now(iso);
+  } else {
+    /* Oldest pages first (page_vec's order): the newest were allocated
+     * black during this cycle, so they have little to give, and an owner
+     * that needs space should not sweep through them. */
+    size_t n = 0;
+    for (size_t i = 0; i < o->page_vec_len; i++)
+      if (o->page_vec[i]) m->sweep_pages[n++] = o->page_vec[i];
+    ISO_DASSERT(n == o->page_count);
+    thr_store_release(&m->sweep_count, n);
   }
-  if (m->sweep_pages) thr_store_release(&m->sweep_count, o->page_count);
   thr_store_release(&m->sweep_next, (size_t)0);
 }
 
@@ -404,9 +472,11 @@ void gc_sweep_background(iso_isolate *iso) {
   for (;;) {
     size_t i = __atomic_fetch_add(&m->sweep_next, 1, __ATOMIC_ACQ_REL);
     if (i >= thr_load_acquire(&m->sweep_count)) return;
+    /* After sweep_count (acquire): the number of this sweep. */
+    uint32_t e = thr_load_relaxed(&m->sweep_epoch);
     /* Atomic: the owner may be swapping entries (adopt_next). */
     gc_page *p = thr_load_relaxed(&m->sweep_pages[i]);
-    if (claim(p)) sweep_page(p);
+    claim_and_sweep(p, e);
   }
 }
 
@@ -414,7 +484,7 @@ bool gc_sweep_all_swept(iso_isolate *iso) {
   gc_marking *m = &iso->heap.marking;
   for (size_t i = m->adopt_next; i < m->sweep_count; i++) {
     gc_page *p = thr_load_relaxed(&m->sweep_pages[i]);
-    uint32_t st = thr_load_acquire(&p->sweep_state);
+    uint32_t st = sweep_state_in(p, m->sweep_epoch);
     if (st != GC_SWEEP_SWEPT && st != GC_SWEEP_DONE) return false;
   }
   return true;
@@ -438,14 +508,11 @@ static void adopt(iso_isolate *iso, gc_page *p) {
     blk = next;
   }
   p->free_chain = NULL;
-  thr_store_release(&p->sweep_state, (uint32_t)GC_SWEEP_DONE);
+  thr_store_release(&p->sweep_state,
+                    sweep_word(iso->heap.marking.sweep_epoch, GC_SWEEP_DONE));
 }
 
 static void sweep_end(iso_isolate *iso);
-
-static uint32_t sweep_state_of(gc_page *p) {
-  return thr_load_acquire(&p->sweep_state);
-}
 
 /* How far adopt_next looks for a page it may take in place of the next. */
 #define ADOPT_LOOK_AHEAD 16
@@ -462,13 +529,13 @@ static bool adopt_next(iso_isolate *iso, gc_adopt_mode mode) {
   if (i >= m->sweep_count) return false;
   uint32_t want = mode == GC_ADOPT_SWEPT ? GC_SWEEP_SWEPT : GC_SWEEP_PENDING;
   gc_page *p = m->sweep_pages[i];
-  uint32_t st = sweep_state_of(p);
+  uint32_t st = sweep_state_in(p, m->sweep_epoch);
   if (mode != GC_ADOPT_WAIT && st != GC_SWEEP_SWEPT && st != want) {
     size_t end = m->sweep_count - i > ADOPT_LOOK_AHEAD ? i + ADOPT_LOOK_AHEAD
                                                        : m->sweep_count;
     for (size_t j = i + 1; j < end; j++) {
       gc_page *q = m->sweep_pages[j];
-      uint32_t qs = sweep_state_of(q);
+      uint32_t qs = sweep_state_in(q, m->sweep_epoch);
       if (qs != GC_SWEEP_SWEPT && qs != want) continue;
       /* Atomic: GC threads read entries past sweep_next; either page
        * found at either place is claimed by CAS, so none is swept twice,
@@ -515,12 +582,13 @@ static void sweep_end(iso_isolate *iso) {
   thr_store_release(&m->sweep_count, (size_t)0);
   m->adopt_next = 0;
   thr_store_relaxed(&m->sweep_next, (size_t)0);
-  /* The live size: what is in use now less what was allocated since the
-   * sweep began (all of it counted as in use, though some died), so that
-   * a sweep that the owner finishes late does not raise the trigger. */
+  /* The use the trigger grows from: what is in use now less what was
+   * allocated since the sweep began (all of it counted as in use, though
+   * some died), so that a sweep that the owner finishes late does not
+   * raise the trigger. */
   size_t used = gc_old_used(h);
   size_t since = (size_t)(h->old.allocated - m->sweep_alloc_start);
-  gc_old_update_trigger(h, used > since ? used - since : 0);
+  gc_old_update_trigger(h, used > since ? used - since : 0, m->last_marked);
   h->over_limit = gc_old_over_limit(iso);
   gc_young_limit_changed(iso);
 }
@@ -543,6 +611,9 @@ void gc_old_release_all(iso_isolate *iso) {
   }
   o->pages = o->large = NULL;
   o->page_count = o->large_count = 0;
+  free(o->page_vec);
+  o->page_vec = NULL;
+  o->page_vec_len = o->page_vec_cap = 0;
   o->large_bytes = o->large_object_bytes = 0;
   o->lab_top = o->lab_limit = NULL;
   fl_reset(&o->fl);

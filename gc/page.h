@@ -56,11 +56,14 @@ typedef struct gc_page {
   uint64_t *rset_summary;
   size_t live_bytes;   /* old pages: bytes of objects after the last sweep */
   struct gc_page *prev; /* old pages: the owner's list is doubly linked */
-  /* Sweeping (gc/old.c): GC_SWEEP_DONE, or _PENDING until a thread claims
-   * the page with a CAS to _BUSY; the claimer writes free_chain and
-   * free_bytes, then stores _SWEPT (release); the owner adopts the chain
-   * into its free lists and stores _DONE. */
+  /* Sweeping (gc/old.c): the number of the last sweep that touched the
+   * page, times 4, plus GC_SWEEP_BUSY, _SWEPT or _DONE. In the sweep
+   * numbered e, a page with an older number is pending until a thread
+   * claims it with a CAS to (e, _BUSY); the claimer writes free_chain and
+   * free_bytes, then stores (e, _SWEPT) (release); the owner adopts the
+   * chain into its free lists and stores (e, _DONE). */
   uint32_t sweep_state;
+  uint32_t vec_index; /* old pages: place in the owner's old.page_vec */
   uint64_t *free_chain; /* free blocks found by the sweep; word 1 links */
   size_t free_bytes;
   size_t object_size;  /* large pages: the object's exact size in bytes */
@@ -77,6 +80,8 @@ _Static_assert(sizeof(gc_page) +
                    GC_PAGE_HEADER_SIZE,
                "page header too small");
 
+/* Sweep states (the low two bits of sweep_state); PENDING is never
+ * stored: it is what an older sweep number means. */
 enum { GC_SWEEP_DONE = 0, GC_SWEEP_PENDING, GC_SWEEP_BUSY, GC_SWEEP_SWEPT };
 
 static inline gc_page *gc_page_of(const void *addr) {
