@@ -359,6 +359,7 @@ void gc_marking_start(iso_isolate *iso, gc_reason reason) {
   m->used_before = gc_heap_used(iso);
   m->total_before = gc_heap_total(iso);
   m->cycle_pause_ms = 0;
+  m->black_vec_start = h->old.page_vec_len;
   m->cycle_bg_mark_ns = thr_load_relaxed(&m->bg_mark_ns);
   m->cycle_bg_sweep_ns = thr_load_relaxed(&m->bg_sweep_ns);
   thr_store_relaxed(&m->marked_bytes, (size_t)0);

@@ -219,8 +219,10 @@ bool gc_sweep_all_swept(iso_isolate *iso);
 /* Which pages the owner adopts. */
 typedef enum gc_adopt_mode {
   GC_ADOPT_SWEPT, /* swept ones only: GC threads sweep the rest */
-  GC_ADOPT_ANY,   /* and sweeps unclaimed ones itself; passes over pages
-                     being swept */
+  GC_ADOPT_SPACE, /* and sweeps unclaimed ones itself, but not those that
+                     marking filled (Note [Sweeping for space] in old.c) */
+  GC_ADOPT_ANY,   /* and sweeps any unclaimed one itself; passes over
+                     pages being swept */
   GC_ADOPT_WAIT,  /* every page, in order, waiting for GC threads */
 } gc_adopt_mode;
 /* Owner: adopts up to n pages (0: all) as mode allows; true if that

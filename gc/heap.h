@@ -155,6 +155,9 @@ typedef struct gc_marking {
   iso_value barrier_buf[GC_BARRIER_BUF]; /* gc_marking_barrier */
   unsigned barrier_count;
   size_t adopt_next;       /* sweep_pages[adopt_next..] not yet adopted */
+  /* Note [Sweeping for space] in old.c: page_vec's length when marking
+   * began, and the sweep list's first page linked since. */
+  size_t black_vec_start, black_from;
   uint64_t sweep_alloc_start; /* old.allocated when sweeping began */
   gc_page *quarantine;     /* young pages evacuated while marking */
   size_t quarantine_count;

@@ -146,10 +146,14 @@ void gc_old_retire_lab(iso_isolate *iso) {
   o->lab_top = o->lab_limit = NULL;
 }
 
-/* Removes the holes of page_vec, keeping the order. */
-static void squeeze_page_vec(gc_old *o) {
-  size_t n = 0;
+/* Removes the holes of page_vec, keeping the order (and the place where
+ * marking began). */
+static void squeeze_page_vec(gc_heap *h) {
+  gc_old *o = &h->old;
+  size_t n = 0, black = h->marking.black_vec_start;
+  if (black >= o->page_vec_len) h->marking.black_vec_start = SIZE_MAX;
   for (size_t i = 0; i < o->page_vec_len; i++) {
+    if (i == black) h->marking.black_vec_start = n;
     gc_page *p = o->page_vec[i];
     if (!p) continue;
     p->vec_index = (uint32_t)n;
@@ -159,10 +163,11 @@ static void squeeze_page_vec(gc_old *o) {
 }
 
 /* Room in page_vec for one more page; false if malloc refuses. */
-static bool reserve_page_vec(gc_old *o) {
+static bool reserve_page_vec(gc_heap *h) {
+  gc_old *o = &h->old;
   if (o->page_vec_len < o->page_vec_cap) return true;
   if (o->page_count < o->page_vec_len / 2) {
-    squeeze_page_vec(o);
+    squeeze_page_vec(h);
     return true;
   }
   size_t cap = o->page_vec_cap ? o->page_vec_cap * 2 : 64;
@@ -210,7 +215,7 @@ static void unlink_page(iso_isolate *iso, gc_page *p) {
 static bool add_page(iso_isolate *iso, bool check_limit) {
   gc_heap *h = &iso->heap;
   if (check_limit && gc_old_would_exceed(iso, GC_PAGE_SIZE)) return false;
-  if (!reserve_page_vec(&h->old)) return false;
+  if (!reserve_page_vec(h)) return false;
   gc_page *p = gc_pool_take(iso->rt->pool, iso, GC_PAGE_OLD);
   if (!p) return false;
   link_page(iso, p);
@@ -224,12 +229,12 @@ static bool add_page(iso_isolate *iso, bool check_limit) {
 static bool adopt_next(iso_isolate *iso, gc_adopt_mode mode);
 
 /* A LAB from the free lists, adopting pages that mode allows until one
- * gives a block of bytes. */
+ * gives a block of bytes, at most max_pages of them (0: no bound). */
 static bool lab_from_free_space(iso_isolate *iso, size_t bytes,
-                                gc_adopt_mode mode) {
+                                gc_adopt_mode mode, unsigned max_pages) {
   gc_old *o = &iso->heap.old;
   size_t words = bytes / 8;
-  for (;;) {
+  for (unsigned n = 0;; n++) {
     uint64_t *blk =
         fl_take(&o->fl, words > LAB_MIN_WORDS ? words : LAB_MIN_WORDS);
     if (!blk) blk = fl_take(&o->fl, words);
@@ -239,21 +244,35 @@ static bool lab_from_free_space(iso_isolate *iso, size_t bytes,
       o->lab_limit = (char *)blk + gc_hdr_words(blk[0]) * 8;
       return true;
     }
+    if (n == max_pages && max_pages) return false;
     if (!adopt_next(iso, mode)) return false;
   }
 }
 
-/* Free space comes first, then pages that GC threads swept. The owner
- * sweeps pages itself (lazy sweeping) only when it has no GC threads, or
- * when it may not grow: the last pages of the sweep list are the newest,
- * allocated black during marking, with nothing to give, and an owner that
- * swept its way through them to find space stalled for tens of
- * milliseconds while a fresh page costs its page faults. */
+/* Note [Sweeping for space]
+ * An owner that needs old space takes it from its free lists, then from
+ * pages that GC threads swept, then sweeps pending pages itself (lazy
+ * sweeping), and only then grows. It does not sweep, for space, the pages
+ * linked while the cycle marked (the sweep list's tail from black_from):
+ * everything allocated in them then is black, so they have nothing to
+ * give but the ends of retired LABs, and an owner that swept its way
+ * through a few hundred of them stalled for tens of milliseconds where a
+ * fresh page costs its page faults. GC threads sweep them (the sweep also
+ * clears their mark bits), and the owner adopts them swept, or sweeps
+ * them itself when it completes the sweep (GC_ADOPT_ANY, _WAIT).
+ *   Older pages can be as full (a live set just built), so one refill
+ * sweeps at most SWEEP_FOR_SPACE pages itself (a fraction of a
+ * millisecond) before it grows instead. When it may not grow, it sweeps
+ * whatever is left rather than fail. */
+#define SWEEP_FOR_SPACE 8
+
 static bool refill_lab(iso_isolate *iso, size_t bytes, bool check_limit) {
-  if (lab_from_free_space(iso, bytes, GC_ADOPT_SWEPT)) return true;
-  if (gc_threads_running(iso->rt) && add_page(iso, check_limit)) return true;
-  if (lab_from_free_space(iso, bytes, GC_ADOPT_ANY)) return true;
-  return add_page(iso, check_limit);
+  if (lab_from_free_space(iso, bytes, GC_ADOPT_SWEPT, 0)) return true;
+  if (lab_from_free_space(iso, bytes, GC_ADOPT_SPACE, SWEEP_FOR_SPACE))
+    return true;
+  if (add_page(iso, check_limit)) return true;
+  return lab_from_free_space(iso, bytes, GC_ADOPT_ANY, 0) ||
+         add_page(iso, check_limit);
 }
 
 /* Marks the objects that tile [from, to) of one page, one atomic OR per
@@ -459,8 +478,11 @@ void gc_sweep_begin(iso_isolate *iso) {
      * black during this cycle, so they have little to give, and an owner
      * that needs space should not sweep through them. */
     size_t n = 0;
-    for (size_t i = 0; i < o->page_vec_len; i++)
+    m->black_from = SIZE_MAX;
+    for (size_t i = 0; i < o->page_vec_len; i++) {
+      if (i == m->black_vec_start) m->black_from = n;
       if (o->page_vec[i]) m->sweep_pages[n++] = o->page_vec[i];
+    }
     ISO_DASSERT(n == o->page_count);
     thr_store_release(&m->sweep_count, n);
   }
@@ -523,30 +545,38 @@ static void sweep_end(iso_isolate *iso);
  * the next one, so the owner never waits for a GC thread that the OS has
  * descheduled in the middle of a page, unless it must finish the sweep
  * now. */
+/* May mode adopt a page in state st at place i of the sweep list? */
+static bool adoptable(const gc_marking *m, gc_adopt_mode mode, uint32_t st,
+                      size_t i) {
+  if (st == GC_SWEEP_SWEPT || mode == GC_ADOPT_WAIT) return true;
+  if (st != GC_SWEEP_PENDING || mode == GC_ADOPT_SWEPT) return false;
+  return mode == GC_ADOPT_ANY || i < m->black_from;
+}
+
 static bool adopt_next(iso_isolate *iso, gc_adopt_mode mode) {
   gc_marking *m = &iso->heap.marking;
   size_t i = m->adopt_next;
   if (i >= m->sweep_count) return false;
-  uint32_t want = mode == GC_ADOPT_SWEPT ? GC_SWEEP_SWEPT : GC_SWEEP_PENDING;
   gc_page *p = m->sweep_pages[i];
   uint32_t st = sweep_state_in(p, m->sweep_epoch);
-  if (mode != GC_ADOPT_WAIT && st != GC_SWEEP_SWEPT && st != want) {
+  if (!adoptable(m, mode, st, i)) {
     size_t end = m->sweep_count - i > ADOPT_LOOK_AHEAD ? i + ADOPT_LOOK_AHEAD
                                                        : m->sweep_count;
+    bool found = false;
     for (size_t j = i + 1; j < end; j++) {
       gc_page *q = m->sweep_pages[j];
       uint32_t qs = sweep_state_in(q, m->sweep_epoch);
-      if (qs != GC_SWEEP_SWEPT && qs != want) continue;
+      if (!adoptable(m, mode, qs, j)) continue;
       /* Atomic: GC threads read entries past sweep_next; either page
        * found at either place is claimed by CAS, so none is swept twice,
        * and every entry from adopt_next on is adopted in the end. */
       thr_store_relaxed(&m->sweep_pages[j], p);
       thr_store_relaxed(&m->sweep_pages[i], q);
       p = q;
-      st = qs;
+      found = true;
       break;
     }
-    if (st != GC_SWEEP_SWEPT && st != want) return false;
+    if (!found) return false;
   }
   m->adopt_next++;
   adopt(iso, p);
