@@ -146,7 +146,7 @@ typedef struct gc_marking {
    * it (gc/old.c). */
   gc_page **sweep_pages;
   size_t sweep_count;
-  uint32_t sweep_epoch; /* the sweep's number (page.h); atomic */
+  uint64_t sweep_epoch; /* the sweep's number (page.h); atomic */
   size_t sweep_next;  /* atomic */
   /* Owner (or a GC thread holding the parked isolate: "Who touches what"
    * at the top of gc/concurrent.c). */

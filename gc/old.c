@@ -178,17 +178,25 @@ static bool reserve_page_vec(gc_heap *h) {
   return true;
 }
 
-static uint32_t sweep_word(uint32_t epoch, uint32_t st) {
-  return epoch << 2 | st;
+/* The sweep_state word of (sweep number epoch, state st) and back: the
+ * number is stored subtracted from the largest, so that the word 0 means
+ * the largest, which no sweep reaches (page.h). */
+#define SWEEP_EPOCH_MAX (UINT64_MAX >> 2)
+static uint64_t sweep_word(uint64_t epoch, uint32_t st) {
+  return (SWEEP_EPOCH_MAX - epoch) << 2 | st;
 }
+static uint64_t sweep_word_epoch(uint64_t w) { return SWEEP_EPOCH_MAX - (w >> 2); }
 
 /* After reserve_page_vec. */
 static void link_page(iso_isolate *iso, gc_page *p) {
   gc_old *o = &iso->heap.old;
   runtime_account(iso, GC_PAGE_SIZE, 0);
-  /* Not part of a sweep that is under way: it has nothing to free. */
+  /* Not part of any sweep under way (a sweep of this isolate, or of
+   * another from which the page came back through the pool: numbers are
+   * runtime-wide): it has nothing to free. */
   thr_store_relaxed(&p->sweep_state,
-                    sweep_word(iso->heap.marking.sweep_epoch, GC_SWEEP_DONE));
+                    sweep_word(thr_load_relaxed(&iso->rt->sweep_epoch),
+                               GC_SWEEP_DONE));
   p->vec_index = (uint32_t)o->page_vec_len;
   o->page_vec[o->page_vec_len++] = p;
   p->prev = NULL;
@@ -393,27 +401,31 @@ static void sweep_page(gc_page *p) {
 }
 
 /* p's state in the sweep numbered e (page.h). */
-static uint32_t sweep_state_in(gc_page *p, uint32_t e) {
-  uint32_t w = thr_load_acquire(&p->sweep_state);
-  return (w >> 2) < e ? (uint32_t)GC_SWEEP_PENDING : (w & 3);
+static uint32_t sweep_state_in(gc_page *p, uint64_t e) {
+  uint64_t w = thr_load_acquire(&p->sweep_state);
+  return sweep_word_epoch(w) < e ? (uint32_t)GC_SWEEP_PENDING
+                                 : (uint32_t)(w & 3);
 }
 
 /* Claims p for the sweep numbered e and sweeps it; false if it is not
  * pending (another thread has it, or had it). */
-static bool claim_and_sweep(gc_page *p, uint32_t e) {
-  uint32_t w = thr_load_acquire(&p->sweep_state);
-  if ((w >> 2) >= e) return false;
+static bool claim_and_sweep(gc_page *p, uint64_t e) {
+  uint64_t w = thr_load_acquire(&p->sweep_state);
+  if (sweep_word_epoch(w) >= e) return false;
   if (!__atomic_compare_exchange_n(&p->sweep_state, &w,
                                    sweep_word(e, GC_SWEEP_BUSY), false,
                                    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
     return false;
+  /* A page that left the list's isolate is never pending (page.h). */
+  ISO_DASSERT((thr_load_relaxed(&p->flags) & GC_PAGE_OLD) &&
+              thr_load_relaxed(&p->owner->heap.marking.sweep_epoch) == e);
   sweep_page(p);
   thr_store_release(&p->sweep_state, sweep_word(e, GC_SWEEP_SWEPT));
   return true;
 }
 
 void gc_sweep_ensure(gc_page *p) {
-  uint32_t e = p->owner->heap.marking.sweep_epoch;
+  uint64_t e = p->owner->heap.marking.sweep_epoch;
   for (;;) {
     uint32_t st = sweep_state_in(p, e);
     if (st == GC_SWEEP_DONE || st == GC_SWEEP_SWEPT) return;
@@ -470,7 +482,8 @@ void gc_sweep_begin(iso_isolate *iso) {
   /* A new number makes every old page pending at once, without a write
    * to each page (a cache miss each, half a millisecond of pause for a
    * few thousand pages). */
-  thr_store_relaxed(&m->sweep_epoch, m->sweep_epoch + 1);
+  thr_store_relaxed(&m->sweep_epoch,
+                    thr_fetch_add_relaxed(&iso->rt->sweep_epoch, (uint64_t)1) + 1);
   if (!m->sweep_pages) {
     sweep_all_now(iso);
   } else {
@@ -495,7 +508,7 @@ void gc_sweep_background(iso_isolate *iso) {
     size_t i = __atomic_fetch_add(&m->sweep_next, 1, __ATOMIC_ACQ_REL);
     if (i >= thr_load_acquire(&m->sweep_count)) return;
     /* After sweep_count (acquire): the number of this sweep. */
-    uint32_t e = thr_load_relaxed(&m->sweep_epoch);
+    uint64_t e = thr_load_relaxed(&m->sweep_epoch);
     /* Atomic: the owner may be swapping entries (adopt_next). */
     gc_page *p = thr_load_relaxed(&m->sweep_pages[i]);
     claim_and_sweep(p, e);

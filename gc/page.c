@@ -87,7 +87,7 @@ static void page_init(gc_page *p, iso_isolate *owner, uint32_t flags,
                       size_t mapping) {
   p->owner = owner;
   p->next = p->prev = NULL;
-  thr_store_relaxed(&p->sweep_state, (uint32_t)GC_SWEEP_DONE);
+  thr_store_relaxed(&p->sweep_state, (uint64_t)0); /* never pending */
   p->free_chain = NULL;
   p->free_bytes = 0;
   p->area_start = (char *)p + GC_PAGE_HEADER_SIZE;
@@ -156,7 +156,9 @@ static void give(gc_pool *pool, gc_page *p, bool decommit) {
   pthread_mutex_lock(&pool->lock);
   if (decommit || pool->committed_free >= pool->retain_pages) {
     madvise(p, GC_PAGE_SIZE, MADV_DONTNEED);
-    /* DONTNEED zeroed the header too; restore what the list needs. */
+    /* DONTNEED zeroed the header too (sweep_state 0: never pending, as a
+     * GC thread holding a stale sweep-list entry must find it); restore
+     * what the list needs. */
     p->flags = GC_PAGE_FREE;
     p->committed = false;
   } else {

@@ -57,12 +57,14 @@ typedef struct gc_page {
   size_t live_bytes;   /* old pages: bytes of objects after the last sweep */
   struct gc_page *prev; /* old pages: the owner's list is doubly linked */
   /* Sweeping (gc/old.c): the number of the last sweep that touched the
-   * page, times 4, plus GC_SWEEP_BUSY, _SWEPT or _DONE. In the sweep
-   * numbered e, a page with an older number is pending until a thread
-   * claims it with a CAS to (e, _BUSY); the claimer writes free_chain and
-   * free_bytes, then stores (e, _SWEPT) (release); the owner adopts the
-   * chain into its free lists and stores (e, _DONE). */
-  uint32_t sweep_state;
+   * page (runtime-wide numbers, rt->sweep_epoch) and GC_SWEEP_BUSY, _SWEPT
+   * or _DONE. In the sweep numbered e, a page with an older number is
+   * pending until a thread claims it with a CAS to (e, _BUSY); the
+   * claimer writes free_chain and free_bytes, then stores (e, _SWEPT)
+   * (release); the owner adopts the chain into its free lists and stores
+   * (e, _DONE). The word 0 (a new page, or one the pool decommitted)
+   * stands for a number no sweep reaches: never pending. */
+  uint64_t sweep_state;
   uint32_t vec_index; /* old pages: place in the owner's old.page_vec */
   uint64_t *free_chain; /* free blocks found by the sweep; word 1 links */
   size_t free_bytes;

@@ -45,6 +45,8 @@ struct iso_runtime {
   size_t heap_limit;
   size_t old_committed;
   uint64_t limit_request;
+  /* The number of the last sweep any isolate began (gc/page.h); atomic. */
+  uint64_t sweep_epoch;
 };
 
 /* The descriptor of a type id, or NULL. Lock-free. */
