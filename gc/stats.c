@@ -58,12 +58,10 @@ void gc_pause_hist_read(const gc_pause_hist *h, iso_pause_stats_t *out) {
 
 /* ---- sizes ---- */
 
-/* The free rest of the old space's LAB, wherever it is (Note [The inline
- * old LAB] in young.c). */
+/* The free rest of the old space's LAB. The public entries below detach
+ * it first (Note [The inline old LAB] in young.c). */
 static size_t lab_free(iso_isolate *iso) {
   gc_old *o = &iso->heap.old;
-  if (iso->heap.young.lab_inline)
-    return (size_t)(iso->inl.alloc_limit - iso->inl.alloc_top);
   return o->lab_top ? (size_t)(o->lab_limit - o->lab_top) : 0;
 }
 
@@ -109,6 +107,7 @@ static size_t malloced(iso_isolate *iso) {
 iso_status iso_memory_usage(iso_isolate *iso, iso_memory_usage_t *out) {
   iso_status st = ISOLATE_CHECK(iso);
   if (st != ISO_OK) return st;
+  gc_lab_detach(iso); /* its bytes are counted then */
   if (!out) return isolate_fail(ISO_ERR_ARGUMENT, "iso_memory_usage: NULL");
   out->rss = gc_process_rss();
   out->heap_total = gc_heap_total(iso);
@@ -121,6 +120,7 @@ iso_status iso_memory_usage(iso_isolate *iso, iso_memory_usage_t *out) {
 iso_status iso_heap_statistics(iso_isolate *iso, iso_heap_statistics_t *out) {
   iso_status st = ISOLATE_CHECK(iso);
   if (st != ISO_OK) return st;
+  gc_lab_detach(iso); /* its bytes are counted then */
   if (!out) return isolate_fail(ISO_ERR_ARGUMENT, "iso_heap_statistics: NULL");
   gc_heap *h = &iso->heap;
   memset(out, 0, sizeof *out);
@@ -162,6 +162,7 @@ iso_status iso_heap_space_statistics(iso_isolate *iso, size_t index,
                                      iso_heap_space_statistics_t *out) {
   iso_status st = ISOLATE_CHECK(iso);
   if (st != ISO_OK) return st;
+  gc_lab_detach(iso); /* its bytes are counted then */
   if (!out)
     return isolate_fail(ISO_ERR_ARGUMENT, "iso_heap_space_statistics: NULL");
   gc_heap *h = &iso->heap;
@@ -203,6 +204,7 @@ iso_status iso_heap_space_statistics(iso_isolate *iso, size_t index,
 iso_status iso_gc_statistics(iso_isolate *iso, iso_gc_statistics_t *out) {
   iso_status st = ISOLATE_CHECK(iso);
   if (st != ISO_OK) return st;
+  gc_lab_detach(iso); /* its bytes are counted then */
   if (!out) return isolate_fail(ISO_ERR_ARGUMENT, "iso_gc_statistics: NULL");
   gc_heap *h = &iso->heap;
   gc_pause_hist_read(&h->scavenge_pauses, &out->scavenge);
