@@ -322,7 +322,9 @@ void *gc_old_alloc_raw(iso_isolate *iso, size_t bytes, bool check_limit) {
   }
   char *mem = o->lab_top;
   o->lab_top += bytes;
-  iso->heap.allocated_bytes_total += bytes;
+  /* Promotion (inside a collection) moves bytes that were counted when
+   * they were allocated young. */
+  if (!iso->heap.in_gc) iso->heap.allocated_bytes_total += bytes;
   o->allocated += bytes;
   if (gc_marking_active(&iso->heap)) gc_mark_set((iso_value)(uintptr_t)mem);
   return mem;
