@@ -54,17 +54,24 @@ static void env_stress(gc_heap *h) {
   if (f && (n = strtoul(f + 5, NULL, 10)) > 0) h->stress_full_every = (unsigned)n;
 }
 
-void gc_old_update_trigger(gc_heap *h, size_t used, size_t live) {
-  /* The next cycle starts once as much again as the live size has been
-   * allocated (at least MIN_TRIGGER) since the sweep, as Go's default
-   * pacing does: the cost of a cycle, proportional to the live size, is
-   * paid for by proportional allocation. live is what marking traced:
-   * objects allocated during marking were marked without being traced,
-   * and most of them are garbage by now (a cache being churned), so they
-   * count in used (still in the heap) but not in what the next cycle is
-   * paid for with. */
+void gc_old_update_trigger(gc_heap *h, size_t used, size_t live,
+                           size_t marking_alloc) {
+  /* As Go's default pacing: the heap's goal is twice the live size (what
+   * the last marking traced; objects allocated during marking were
+   * marked without being traced, and in a churning program most are
+   * garbage by the next cycle), and the cycle starts early enough that
+   * the allocation it sees while marking (as much as the last one saw)
+   * ends near the goal. It starts no later than once the live size has
+   * been allocated since the sweep, and no sooner than half of it (at
+   * least MIN_TRIGGER), so that marking does not run back to back: with
+   * a quarter, old_churn's GC thread marked 70% of the time and the
+   * program ran 20% slower; with half, 8% slower than with no early
+   * start, for a peak RSS of 1.24 to 1.40 GB instead of 1.55 to 1.62. */
   size_t grow = live > MIN_TRIGGER ? live : MIN_TRIGGER;
+  size_t least = live / 2 > MIN_TRIGGER ? live / 2 : MIN_TRIGGER;
   size_t t = used + grow;
+  size_t early = 2 * live > marking_alloc ? 2 * live - marking_alloc : 0;
+  if (early < t) t = early > used + least ? early : used + least;
   h->old.trigger = t < h->old.limit ? t : h->old.limit;
 }
 
@@ -100,7 +107,7 @@ iso_status gc_heap_init(iso_isolate *iso, const iso_isolate_params *p) {
   h->trace_cb = p->trace_callback;
   h->trace_data = p->trace_data;
   h->old.limit = h->old.initial_limit = old;
-  gc_old_update_trigger(h, 0, 0);
+  gc_old_update_trigger(h, 0, 0, 0);
   h->limit_request_seen = thr_load_relaxed(&iso->rt->limit_request);
   h->start_ns = h->last_gc_end_ns = isolate_now_ns();
   h->hash_state = (uint32_t)((uintptr_t)iso >> 4) ^ 0x9e3779b9u;

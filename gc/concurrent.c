@@ -334,6 +334,7 @@ static void finish_marking(iso_isolate *iso, bool on_owner) {
   uint64_t t1 = isolate_now_ns();
   m->cycles++;
   m->last_marked = thr_load_relaxed(&m->marked_bytes);
+  m->last_alloc = (size_t)(h->old.allocated - m->alloc_at_start);
   if (on_owner && !h->in_gc) {
     gc_pause_record(iso, GC_PAUSE_MARKING, (double)(t1 - t0) / 1e6);
     m->cycle_pause_ms += (double)(t1 - t0) / 1e6;

@@ -246,7 +246,8 @@ void gc_pause_record(iso_isolate *iso, gc_pause_kind k, double ms);
 void gc_cycle_poll(iso_isolate *iso);
 /* Sets the old-space use that starts the next cycle, from the use after
  * the last sweep and the bytes its marking traced. */
-void gc_old_update_trigger(gc_heap *h, size_t used, size_t live);
+void gc_old_update_trigger(gc_heap *h, size_t used, size_t live,
+                           size_t marking_alloc);
 /* The join: a scavenge that shades old referents into join; returns its
  * pause in ms (0 inside a full collection, whose pause it is part of). */
 double gc_scavenge_join(iso_isolate *iso, gc_worklist_local *join);

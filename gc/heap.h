@@ -167,6 +167,7 @@ typedef struct gc_marking {
   uint64_t alloc_at_start;
   size_t expected_work, allowance;
   size_t last_marked;      /* marked_bytes of the last completed marking */
+  size_t last_alloc;       /* old allocation during the last marking */
   double cycle_pause_ms;   /* this cycle's pauses, for the trace line */
   uint64_t cycle_bg_mark_ns, cycle_bg_sweep_ns;
   size_t used_before, total_before;

@@ -633,7 +633,8 @@ static void sweep_end(iso_isolate *iso) {
    * raise the trigger. */
   size_t used = gc_old_used(h);
   size_t since = (size_t)(h->old.allocated - m->sweep_alloc_start);
-  gc_old_update_trigger(h, used > since ? used - since : 0, m->last_marked);
+  gc_old_update_trigger(h, used > since ? used - since : 0, m->last_marked,
+                        m->last_alloc);
   h->over_limit = gc_old_over_limit(iso);
   gc_young_limit_changed(iso);
 }
