@@ -131,13 +131,6 @@ static inline bool utf8_ok(const uint8_t *s, size_t n) {
   return (acc & 0x8080808080808080ull) == 0 || utf8_fault(s, n) == 0;
 }
 
-/* The strings' content hash: FNV-1a, as isolate/value.c computes it (map
- * lookups compare it, so it must be the same function). */
-static uint32_t fnv1a32(const uint8_t *s, size_t n) {
-  uint32_t h = 2166136261u;
-  for (size_t i = 0; i < n; i++) h = (h ^ s[i]) * 16777619u;
-  return h;
-}
 
 /* ---- building ---- */
 
@@ -173,7 +166,7 @@ static inline iso_value new_string(rstate *st, const uint8_t *src, size_t n) {
   o[bytes / 8 - 1] = 0; /* the NUL and the padding */
   gc_string_raw *raw = (gc_string_raw *)(void *)(o + 1);
   raw->length = n;
-  raw->hash = fnv1a32(src, n);
+  raw->hash = isolate_fnv1a(src, n);
   raw->reserved = 0;
   memcpy(raw + 1, src, n);
   return v;

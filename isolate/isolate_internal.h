@@ -168,6 +168,14 @@ void isolate_assert_fail(const char *expr, const char *file, int line);
 
 uint64_t isolate_now_ns(void);
 
+/* FNV-1a over s[0..len): the strings' content hash, which map lookups
+ * compare, so every maker of strings uses this one; type names too. */
+static inline uint32_t isolate_fnv1a(const unsigned char *s, size_t len) {
+  uint32_t h = 2166136261u;
+  for (size_t i = 0; i < len; i++) h = (h ^ s[i]) * 16777619u;
+  return h;
+}
+
 /* Checks that s[0..len) is UTF-8 as RFC 3629 defines it (shortest form,
  * no surrogates, nothing past U+10FFFF): NULL when valid, else a
  * description of the first fault, with its offset in *at. */

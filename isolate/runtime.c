@@ -171,10 +171,7 @@ const gc_type *isolate_type_of(iso_value v) {
 
 
 static uint32_t name_hash(const char *name) {
-  uint32_t h = 2166136261u;
-  for (const unsigned char *p = (const unsigned char *)name; *p; p++)
-    h = (h ^ *p) * 16777619u;
-  return h;
+  return isolate_fnv1a((const unsigned char *)name, strlen(name));
 }
 
 /* The slot of name in the index: holding its id, or 0 (free). */

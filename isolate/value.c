@@ -24,8 +24,6 @@
 /* Strings longer than this are refused (ISO_ERR_RANGE). */
 #define VALUE_STRING_MAX ((size_t)1 << 30)
 
-#define FNV32_OFFSET 2166136261u
-#define FNV32_PRIME 16777619u
 
 /* ---- kinds ---- */
 
@@ -218,15 +216,6 @@ const char *isolate_utf8_check(const unsigned char *s, size_t len,
   return NULL;
 }
 
-static uint32_t fnv1a32(const unsigned char *s, size_t len) {
-  uint32_t h = FNV32_OFFSET;
-  for (size_t i = 0; i < len; i++) {
-    h ^= s[i];
-    h *= FNV32_PRIME;
-  }
-  return h;
-}
-
 /* Is p inside a young page of iso? Only pages there move in a GC. */
 static bool in_young_space(iso_isolate *iso, const void *p) {
   const char *c = p;
@@ -254,7 +243,7 @@ iso_handle iso_string_new(iso_isolate *iso, const char *utf8, size_t len) {
                              "iso_string_new: invalid UTF-8 at byte %zu "
                              "(0x%02x): %s",
                              at, src[at], fault);
-  uint32_t hash = fnv1a32(src, len);
+  uint32_t hash = isolate_fnv1a(src, len);
   size_t bytes = 8 + sizeof(gc_string_raw) + len + 1;
   bytes = (bytes + 7) & ~(size_t)7;
 
