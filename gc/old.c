@@ -150,15 +150,16 @@ void gc_old_retire_lab(iso_isolate *iso) {
  * marking began). */
 static void squeeze_page_vec(gc_heap *h) {
   gc_old *o = &h->old;
-  size_t n = 0, black = h->marking.black_vec_start;
-  if (black >= o->page_vec_len) h->marking.black_vec_start = SIZE_MAX;
+  size_t n = 0, black = h->marking.black_vec_start, moved = SIZE_MAX;
   for (size_t i = 0; i < o->page_vec_len; i++) {
-    if (i == black) h->marking.black_vec_start = n;
+    if (i == black) moved = n;
     gc_page *p = o->page_vec[i];
     if (!p) continue;
     p->vec_index = (uint32_t)n;
     o->page_vec[n++] = p;
   }
+  if (black == o->page_vec_len) moved = n; /* no page linked since */
+  h->marking.black_vec_start = moved;
   o->page_vec_len = n;
 }
 
