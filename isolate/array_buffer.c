@@ -27,9 +27,9 @@
  * transfers a quarter slower than one of 1 MiB. So a released big store
  * gives its pages back at once (MADV_DONTNEED: the memory is freed and
  * the next touch of each page reads zeros, as in a fresh mapping) but
- * keeps its mapping and page tables in a process-wide cache (at most
- * STORE_CACHE_SLOTS mappings and STORE_CACHE_BYTES of address space, of
- * which only each mapping's first page stays resident), and the next
+ * keeps its mapping and page tables in a process-wide cache
+ * (isolate/map_cache.c: at most 64 mappings and 1 GiB of address space,
+ * of which only each mapping's first page stays resident), and the next
  * buffer of the same page-rounded size takes it instead of calling mmap.
  * Stores travel between threads (a transfer), so the cache is shared,
  * under a mutex taken once per big buffer's birth and death. It is
@@ -45,63 +45,33 @@
 
 /* A collection that external growth triggers frees about
  * GC_EXTERNAL_STEP bytes of dead buffers at once: as many 1 MiB stores as
- * there are slots. The byte bound caps the address space that cached
- * mappings keep, which counts against the commit limit when the system
- * refuses to overcommit. */
-#define STORE_CACHE_SLOTS 64
-#define STORE_CACHE_BYTES ((size_t)1 << 30)
-
-typedef struct store_cache_entry {
-  void *data;
-  size_t size; /* page-rounded */
-} store_cache_entry;
-
-static pthread_mutex_t store_cache_lock = PTHREAD_MUTEX_INITIALIZER;
-static store_cache_entry store_cache[STORE_CACHE_SLOTS]; /* store_cache_lock */
-static size_t store_cache_count, store_cache_bytes;      /* store_cache_lock */
-
-static size_t store_size(size_t length) {
-  long p = sysconf(_SC_PAGESIZE); /* a load in glibc, no syscall */
-  size_t ps = p > 0 ? (size_t)p : 4096;
-  return (length + ps - 1) & ~(ps - 1);
-}
+ * there are slots (ISOLATE_MAP_CACHE_SLOTS). The byte bound caps the
+ * address space that cached mappings keep, which counts against the
+ * commit limit when the system refuses to overcommit. */
+static isolate_map_cache store_cache =
+    ISOLATE_MAP_CACHE_INIT((size_t)1 << 30);
 
 static void big_store_release(void *data, size_t length, void *ctx) {
   (void)ctx;
-  size_t size = store_size(length);
-  size_t first = store_size(1);
+  size_t size = isolate_page_round(length);
+  size_t first = isolate_page_round(1);
   /* The first page is zeroed by hand and kept: buffers are mostly touched
    * there first, and a page-table page with a page in it stays, where an
    * empty one would be freed and allocated again. */
   memset(data, 0, first);
   if (madvise((char *)data + first, size - first, MADV_DONTNEED) == 0) {
-    pthread_mutex_lock(&store_cache_lock);
-    if (store_cache_count < STORE_CACHE_SLOTS &&
-        size <= STORE_CACHE_BYTES - store_cache_bytes) {
-      store_cache[store_cache_count++] = (store_cache_entry){data, size};
-      store_cache_bytes += size;
-      data = NULL;
-    }
-    pthread_mutex_unlock(&store_cache_lock);
+    isolate_map_cache_put(&store_cache, data, size);
+  } else {
+    munmap(data, size);
   }
-  if (data != NULL) munmap(data, size);
 }
 
 /* Zero-filled bytes for a buffer of length >= GC_STORE_MMAP_MIN, with the
  * release for gc_extern.free_cb in *free_cb; NULL if the system refuses.
  * Any thread. */
 static void *big_store_alloc(size_t length, iso_free_callback *free_cb) {
-  size_t size = store_size(length);
-  void *data = NULL;
-  pthread_mutex_lock(&store_cache_lock);
-  for (size_t i = store_cache_count; i-- > 0;) {
-    if (store_cache[i].size != size) continue;
-    data = store_cache[i].data;
-    store_cache_bytes -= size;
-    store_cache[i] = store_cache[--store_cache_count];
-    break;
-  }
-  pthread_mutex_unlock(&store_cache_lock);
+  size_t size = isolate_page_round(length);
+  void *data = isolate_map_cache_take(&store_cache, size);
   if (data == NULL) {
     data = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
                 -1, 0);

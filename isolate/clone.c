@@ -250,8 +250,9 @@ void isolate_clone_message_release_tables(iso_message *msg) {
  * cache, mapped and faulted in, and the next copy of the same
  * page-rounded size takes one.
  *
- * The cache is bounded (COPY_CACHE_SLOTS stores and COPY_CACHE_BYTES in
- * all); what does not fit is unmapped at once. The byte bound is the
+ * The cache (isolate/map_cache.c) is bounded (ISOLATE_MAP_CACHE_SLOTS
+ * stores and GC_EXTERNAL_STEP bytes in all); what does not fit is unmapped
+ * at once. The byte bound is the
  * external growth that makes a heap collect (GC_EXTERNAL_STEP): that much
  * dead store memory can pile up in a receiver before its collector frees
  * it in one burst, and a cache that held less would miss most of the next
@@ -267,40 +268,11 @@ void isolate_clone_message_release_tables(iso_message *msg) {
  * copying 64 KiB or more. Stores below GC_STORE_MMAP_MIN (only in builds
  * that lower CLONE_COPY_MIN, such as the fuzz target) come from malloc,
  * so the leak checker sees them. */
-#define COPY_CACHE_SLOTS 64
-#define COPY_CACHE_BYTES GC_EXTERNAL_STEP
-
-typedef struct copy_cache_entry {
-  void *data;
-  size_t size; /* page-rounded */
-} copy_cache_entry;
-
-static pthread_mutex_t copy_cache_lock = PTHREAD_MUTEX_INITIALIZER;
-static copy_cache_entry copy_cache[COPY_CACHE_SLOTS]; /* copy_cache_lock */
-static size_t copy_cache_count, copy_cache_bytes;     /* copy_cache_lock */
-
-static size_t page_size(void) {
-  long p = sysconf(_SC_PAGESIZE); /* a load in glibc, no syscall */
-  return p > 0 ? (size_t)p : 4096;
-}
-
-static size_t page_round(size_t n) {
-  size_t p = page_size();
-  return (n + p - 1) & ~(p - 1);
-}
+static isolate_map_cache copy_cache = ISOLATE_MAP_CACHE_INIT(GC_EXTERNAL_STEP);
 
 static void copy_store_release(void *data, size_t length, void *ctx) {
   (void)ctx;
-  size_t size = page_round(length);
-  pthread_mutex_lock(&copy_cache_lock);
-  if (copy_cache_count < COPY_CACHE_SLOTS &&
-      size <= COPY_CACHE_BYTES - copy_cache_bytes) {
-    copy_cache[copy_cache_count++] = (copy_cache_entry){data, size};
-    copy_cache_bytes += size;
-    data = NULL;
-  }
-  pthread_mutex_unlock(&copy_cache_lock);
-  if (data != NULL) munmap(data, size);
+  isolate_map_cache_put(&copy_cache, data, isolate_page_round(length));
 }
 
 void *isolate_clone_copy_store_alloc(size_t length,
@@ -309,21 +281,8 @@ void *isolate_clone_copy_store_alloc(size_t length,
     *free_cb = NULL;
     return malloc(length);
   }
-  size_t size = page_round(length);
-  void *data = NULL;
-  pthread_mutex_lock(&copy_cache_lock);
-  /* The most recently released first: its pages are the likeliest to be
-   * in the cache. */
-  for (size_t i = copy_cache_count; i-- > 0;) {
-    if (copy_cache[i].size != size) continue;
-    data = copy_cache[i].data;
-    copy_cache_bytes -= size;
-    memmove(&copy_cache[i], &copy_cache[i + 1],
-            (copy_cache_count - i - 1) * sizeof *copy_cache);
-    copy_cache_count--;
-    break;
-  }
-  pthread_mutex_unlock(&copy_cache_lock);
+  size_t size = isolate_page_round(length);
+  void *data = isolate_map_cache_take(&copy_cache, size);
   if (data == NULL) {
     data = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
                 -1, 0);
@@ -347,7 +306,7 @@ void *isolate_clone_copy_store_alloc(size_t length,
  * old kernel) leave the faults to the copy. */
 void isolate_clone_prefault_read(const void *p, size_t n) {
 #ifdef MADV_POPULATE_READ
-  size_t ps = page_size();
+  size_t ps = isolate_page_round(1);
   uintptr_t start = (uintptr_t)p & ~(uintptr_t)(ps - 1);
   uintptr_t end = ((uintptr_t)p + n + ps - 1) & ~(uintptr_t)(ps - 1);
   uintptr_t mid = ((uintptr_t)p + n / 2) & ~(uintptr_t)(ps - 1);

@@ -168,6 +168,30 @@ void isolate_assert_fail(const char *expr, const char *file, int line);
 
 uint64_t isolate_now_ns(void);
 
+/* n rounded up to the OS page size. */
+size_t isolate_page_round(size_t n);
+
+/* A process-wide cache of anonymous mappings by page-rounded size
+ * (isolate/map_cache.c): at most ISOLATE_MAP_CACHE_SLOTS of them and
+ * max_bytes in all. Initialise statically with ISOLATE_MAP_CACHE_INIT. */
+#define ISOLATE_MAP_CACHE_SLOTS 64
+typedef struct isolate_map_cache_entry {
+  void *data;
+  size_t size;
+} isolate_map_cache_entry;
+typedef struct isolate_map_cache {
+  pthread_mutex_t lock;
+  size_t max_bytes;
+  isolate_map_cache_entry entries[ISOLATE_MAP_CACHE_SLOTS]; /* lock */
+  size_t count, bytes;                                      /* lock */
+} isolate_map_cache;
+#define ISOLATE_MAP_CACHE_INIT(max) {PTHREAD_MUTEX_INITIALIZER, (max), {{0, 0}}, 0, 0}
+/* A cached mapping of exactly size bytes, or NULL. Any thread. */
+void *isolate_map_cache_take(isolate_map_cache *c, size_t size);
+/* Keeps the mapping [data, data + size) if it fits the bounds, else
+ * unmaps it. Any thread. */
+void isolate_map_cache_put(isolate_map_cache *c, void *data, size_t size);
+
 /* FNV-1a over s[0..len): the strings' content hash, which map lookups
  * compare, so every maker of strings uses this one; type names too. */
 static inline uint32_t isolate_fnv1a(const unsigned char *s, size_t len) {
