@@ -139,13 +139,7 @@ gc_page *gc_pool_take(gc_pool *pool, iso_isolate *owner, uint32_t flags) {
   return p;
 }
 
-static void give(gc_pool *pool, gc_page *p, bool decommit);
-
-void gc_pool_give(gc_pool *pool, gc_page *p) { give(pool, p, false); }
-
-void gc_pool_give_decommit(gc_pool *pool, gc_page *p) { give(pool, p, true); }
-
-static void give(gc_pool *pool, gc_page *p, bool decommit) {
+void gc_pool_give(gc_pool *pool, gc_page *p) {
   thr_store_release(&p->flags, (uint32_t)GC_PAGE_FREE);
   p->owner = NULL;
 #if ISO_DEBUG_CHECKS >= 1
@@ -154,7 +148,7 @@ static void give(gc_pool *pool, gc_page *p, bool decommit) {
   memset(p->area_start, 0xdb, GC_PAGE_AREA);
 #endif
   pthread_mutex_lock(&pool->lock);
-  if (decommit || pool->committed_free >= pool->retain_pages) {
+  if (pool->committed_free >= pool->retain_pages) {
     madvise(p, GC_PAGE_SIZE, MADV_DONTNEED);
     /* DONTNEED zeroed the header too (sweep_state 0: never pending, as a
      * GC thread holding a stale sweep-list entry must find it); restore

@@ -118,9 +118,6 @@ gc_page *gc_pool_take(gc_pool *pool, struct iso_isolate *owner,
                       uint32_t flags);
 /* Returns a page (debug builds zap it). Any thread. */
 void gc_pool_give(gc_pool *pool, gc_page *page);
-/* Returns a page and gives its memory back to the OS at once, whatever
- * the pool retains. Any thread. */
-void gc_pool_give_decommit(gc_pool *pool, gc_page *page);
 /* A large page for one object of object_bytes; NULL if the OS refuses. */
 gc_page *gc_large_page_new(gc_pool *pool, struct iso_isolate *owner,
                            size_t object_bytes);

@@ -552,12 +552,16 @@ void gc_scavenge_work(iso_isolate *iso, gc_worklist_local *join) {
                        y->capacity_pages * GC_PAGE_AREA / 4;
   if (probing && used < PRETENURE_MIN_USED) y->promote_all = true;
   pretenure_policy(h, used, &s);
-  /* Evacuated pages become spares for the next scavenge's to-space, up to
-   * the semispace size; the rest go back to the pool. A spare is flagged
-   * free, so a stale reference into it still fails verification. */
-  /* In fast promotion the next to-space stays nearly empty, so spares
-   * would only keep memory resident: give all but a few back to the OS. */
-  size_t keep = y->promote_all || y->pretenure ? 4 : y->capacity_pages;
+  /* Evacuated pages become spares, up to the semispace size: the
+   * allocation area takes them before the pool (add_page), and so does the
+   * next scavenge's to-space. The rest go back to the pool. A spare is
+   * flagged free, so a stale reference into it still fails verification.
+   * Fast promotion keeps them too: its to-space stays nearly empty, but
+   * the program allocates the whole semispace again before the next
+   * scavenge, and pages given back to the OS here would each cost 64 page
+   * faults a moment later. Only a pretenuring isolate, whose allocation
+   * area is in the old space, needs no more than a few. */
+  size_t keep = y->pretenure ? 4 : y->capacity_pages;
   while (from) {
     gc_page *n = from->next;
     if (y->spare_count < keep) {
@@ -570,8 +574,6 @@ void gc_scavenge_work(iso_isolate *iso, gc_worklist_local *join) {
       y->spare_count++;
     } else if (gc_marking_active(h)) {
       gc_marking_quarantine(iso, from);
-    } else if (y->promote_all) {
-      gc_pool_give_decommit(iso->rt->pool, from);
     } else {
       gc_pool_give(iso->rt->pool, from);
     }

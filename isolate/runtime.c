@@ -40,7 +40,7 @@ static void set_type(iso_runtime *rt, uint32_t id, const char *name,
 }
 
 iso_runtime *iso_runtime_new(const iso_runtime_params *params) {
-  iso_runtime_params p = {sizeof p, 32u << 20, 0, 0};
+  iso_runtime_params p = {sizeof p, 128u << 20, 0, 0};
   if (params) {
     if (params->struct_size < sizeof(size_t) ||
         params->struct_size > 4096) {

@@ -172,7 +172,10 @@ typedef struct iso_isolate iso_isolate;
 typedef struct iso_runtime_params {
   size_t struct_size;
   /* Bytes of free pages the page pool keeps mapped for reuse; pages beyond
-   * this are returned to the OS. Default 32 MiB. */
+   * this are returned to the OS. Default 128 MiB: pages move through the
+   * pool all the time (young generations growing and shrinking, sweeps
+   * emptying old pages that the next allocation takes again), and every
+   * page given back costs 64 page faults when it is taken again. */
   size_t page_pool_retain_bytes;
   /* Background GC threads, shared by every isolate of the runtime, that
    * mark and sweep old generations while the isolates run. 0: the
