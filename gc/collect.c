@@ -66,9 +66,19 @@ void gc_old_update_trigger(gc_heap *h, size_t used, size_t live,
    * least MIN_TRIGGER), so that marking does not run back to back: with
    * a quarter, old_churn's GC thread marked 70% of the time and the
    * program ran 20% slower; with half, 8% slower than with no early
-   * start, for a peak RSS of 1.24 to 1.40 GB instead of 1.55 to 1.62. */
-  size_t grow = live > MIN_TRIGGER ? live : MIN_TRIGGER;
-  size_t least = live / 2 > MIN_TRIGGER ? live / 2 : MIN_TRIGGER;
+   * start, for a peak RSS of 1.24 to 1.40 GB instead of 1.55 to 1.62.
+   *   The least room is MIN_TRIGGER, or twice the young generation's
+   * semispace if that is more: one scavenge in fast promotion moves a
+   * whole semispace at once, and a small live set (binary-trees' isolate
+   * that builds one big tree after another) would otherwise start a cycle
+   * after every tree or two, marking the tree in progress each time and
+   * making every promotion during the marking black. */
+  const gc_young *y = &h->young;
+  size_t semi = (y->probing ? y->saved_capacity : y->capacity_pages) *
+                (size_t)GC_PAGE_AREA;
+  size_t floor = 2 * semi > MIN_TRIGGER ? 2 * semi : MIN_TRIGGER;
+  size_t grow = live > floor ? live : floor;
+  size_t least = live / 2 > floor ? live / 2 : floor;
   size_t t = used + grow;
   size_t early = 2 * live > marking_alloc ? 2 * live - marking_alloc : 0;
   if (early < t) t = early > used + least ? early : used + least;
