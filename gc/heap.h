@@ -107,6 +107,10 @@ typedef struct gc_old {
   char *lab_top, *lab_limit; /* linear allocation area in an old page */
   char *lab_start; /* where the inline paths began using the LAB */
   gc_freelist fl;
+  /* Note [Allocating in address order] (gc/old.c): the free blocks of
+   * adopted pages, in address order; fl.free_bytes counts them too. */
+  uint64_t *chain;        /* the next block of the page in use */
+  gc_page *chain_pages;   /* adopted pages whose chains wait, chain_next */
   gc_page *large;
   size_t large_count;
   size_t large_bytes;          /* mapped bytes of large pages */

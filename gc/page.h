@@ -68,6 +68,7 @@ typedef struct gc_page {
   uint32_t vec_index; /* old pages: place in the owner's old.page_vec */
   uint64_t *free_chain; /* free blocks found by the sweep; word 1 links */
   size_t free_bytes;
+  struct gc_page *chain_next; /* adopted, chain not used yet (gc/old.c) */
   size_t object_size;  /* large pages: the object's exact size in bytes */
   /* Listed in the owner's heap.rset_pages at rset_index - 1 (some
    * rsetbits may be set); 0: not listed, no bit set. Owner only. */
