@@ -87,6 +87,7 @@ static inline void unit_fail_exit(void) {
 #define CHECK_UEQ(a, b) UNIT_CMP_U(a, ==, b)
 #define CHECK_ULE(a, b) UNIT_CMP_U(a, <=, b)
 #define CHECK_UGE(a, b) UNIT_CMP_U(a, >=, b)
+#define CHECK_UGT(a, b) UNIT_CMP_U(a, >, b)
 
 #define CHECK_STR(a, b)                                                   \
   do {                                                                    \
