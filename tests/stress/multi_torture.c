@@ -32,7 +32,6 @@
  * to show on a loaded machine). When it completed no concurrent cycle
  * it exits 99, an error rather than the failure it is meant to end with.
  */
-#include <errno.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -378,26 +377,6 @@ static void usage(FILE *f) {
           DEFAULT_SECONDS, SOAK_SECONDS, DEFAULT_THREADS, BREAK_SECONDS);
 }
 
-static bool parse_u64(const char *s, uint64_t *out) {
-  if (!s || !*s || *s == '-') return false;
-  char *end;
-  errno = 0;
-  unsigned long long v = strtoull(s, &end, 0);
-  if (errno || *end) return false;
-  *out = v;
-  return true;
-}
-
-static bool parse_double(const char *s, double *out) {
-  if (!s || !*s) return false;
-  char *end;
-  errno = 0;
-  double v = strtod(s, &end);
-  if (errno || *end || !(v >= 0)) return false;
-  *out = v;
-  return true;
-}
-
 static bool parse(int argc, char **argv, opts *o) {
   bool have_seed = false, have_seconds = false, soak = false;
   uint64_t scale = 1, v;
@@ -411,7 +390,7 @@ static bool parse(int argc, char **argv, opts *o) {
     const char *val = i + 1 < argc ? argv[i + 1] : NULL;
 #define NUM(name, dst)                                             \
   if (!strcmp(a, name)) {                                          \
-    if (!parse_u64(val, &v)) {                                     \
+    if (!torture_parse_u64(val, &v)) {                                     \
       fprintf(stderr, "multi_torture: %s needs a number\n", name); \
       return false;                                                \
     }                                                              \
@@ -428,7 +407,7 @@ static bool parse(int argc, char **argv, opts *o) {
     NUM("--verify-every", o->verify_every = (unsigned)v)
 #undef NUM
     if (!strcmp(a, "--seconds")) {
-      if (!parse_double(val, &o->seconds)) {
+      if (!torture_parse_double(val, &o->seconds)) {
         fprintf(stderr, "multi_torture: --seconds needs a number\n");
         return false;
       }
@@ -459,22 +438,8 @@ static bool parse(int argc, char **argv, opts *o) {
     fprintf(stderr, "multi_torture: --only-thread must be below --threads\n");
     return false;
   }
-  const char *env = getenv("ISO_TEST_SCALE");
-  if (env && *env) {
-    if (!parse_u64(env, &v) || v == 0) {
-      fprintf(stderr,
-              "multi_torture: ISO_TEST_SCALE must be a positive integer\n");
-      return false;
-    }
-    scale *= v;
-  }
-  if (!have_seed) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    o->seed = ((uint64_t)ts.tv_sec * 1000003u) ^ (uint64_t)ts.tv_nsec ^
-              ((uint64_t)getpid() << 32);
-    o->seed %= 1000000000000ull; /* short enough to type back */
-  }
+  if (!torture_env_scale("multi_torture", &scale)) return false;
+  if (!have_seed) o->seed = torture_default_seed();
   if (!have_seconds)
     o->seconds = soak               ? SOAK_SECONDS
                  : o->break_barrier ? BREAK_SECONDS

@@ -86,26 +86,6 @@ static void usage(FILE *f) {
           DEFAULT_SECONDS, SOAK_SECONDS);
 }
 
-static bool parse_u64(const char *s, uint64_t *out) {
-  if (!s || !*s || *s == '-') return false;
-  char *end;
-  errno = 0;
-  unsigned long long v = strtoull(s, &end, 0);
-  if (errno || *end) return false;
-  *out = v;
-  return true;
-}
-
-static bool parse_double(const char *s, double *out) {
-  if (!s || !*s) return false;
-  char *end;
-  errno = 0;
-  double v = strtod(s, &end);
-  if (errno || *end || !(v >= 0)) return false;
-  *out = v;
-  return true;
-}
-
 /* Appends " name [v]" to the options a replay needs. */
 static void add_replay(opts *o, const char *name, bool has_value,
                        unsigned long long v) {
@@ -132,7 +112,7 @@ static bool parse(int argc, char **argv, opts *o) {
     bool used = true;
 #define NUM(name, dst)                                       \
   if (!strcmp(a, name)) {                                    \
-    if (!parse_u64(val, &v)) {                               \
+    if (!torture_parse_u64(val, &v)) {                               \
       fprintf(stderr, "torture: %s needs a number\n", name); \
       return false;                                          \
     }                                                        \
@@ -151,7 +131,7 @@ static bool parse(int argc, char **argv, opts *o) {
     NUM("--verify-every", o->verify_every = (unsigned)v)
 #undef NUM
     if (!strcmp(a, "--seconds")) {
-      if (!parse_double(val, &d)) {
+      if (!torture_parse_double(val, &d)) {
         fprintf(stderr, "torture: --seconds needs a number\n");
         return false;
       }
@@ -184,21 +164,8 @@ static bool parse(int argc, char **argv, opts *o) {
       return false;
     }
   }
-  const char *env = getenv("ISO_TEST_SCALE");
-  if (env && *env) {
-    if (!parse_u64(env, &v) || v == 0) {
-      fprintf(stderr, "torture: ISO_TEST_SCALE must be a positive integer\n");
-      return false;
-    }
-    scale *= v;
-  }
-  if (!have_seed) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    o->seed = ((uint64_t)ts.tv_sec * 1000003u) ^ (uint64_t)ts.tv_nsec ^
-              ((uint64_t)getpid() << 32);
-    o->seed %= 1000000000000ull; /* short enough to type back */
-  }
+  if (!torture_env_scale("torture", &scale)) return false;
+  if (!have_seed) o->seed = torture_default_seed();
   if (!have_seconds)
     o->seconds = soak ? SOAK_SECONDS : o->iterations ? 0 : DEFAULT_SECONDS;
   o->seconds *= (double)scale;

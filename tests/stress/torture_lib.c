@@ -18,11 +18,14 @@
  * Nodes that no check reaches are dead: the engine can no longer name
  * them, so the model drops them at the end of the check.
  */
+#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "torture_priv.h"
 
@@ -1087,4 +1090,46 @@ void torture_free(torture *t) {
   free(t->avals);
   free(t->work);
   if (freed) free(t);
+}
+
+/* ---- command lines of the drivers ---- */
+
+bool torture_parse_u64(const char *s, uint64_t *out) {
+  if (!s || !*s || *s == '-') return false;
+  char *end;
+  errno = 0;
+  unsigned long long v = strtoull(s, &end, 0);
+  if (errno || *end) return false;
+  *out = v;
+  return true;
+}
+
+bool torture_parse_double(const char *s, double *out) {
+  if (!s || !*s) return false;
+  char *end;
+  errno = 0;
+  double v = strtod(s, &end);
+  if (errno || *end || !(v >= 0)) return false;
+  *out = v;
+  return true;
+}
+
+bool torture_env_scale(const char *prog, uint64_t *scale) {
+  const char *env = getenv("ISO_TEST_SCALE");
+  if (!env || !*env) return true;
+  uint64_t v;
+  if (!torture_parse_u64(env, &v) || v == 0) {
+    fprintf(stderr, "%s: ISO_TEST_SCALE must be a positive integer\n", prog);
+    return false;
+  }
+  *scale *= v;
+  return true;
+}
+
+uint64_t torture_default_seed(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  uint64_t seed = ((uint64_t)ts.tv_sec * 1000003u) ^ (uint64_t)ts.tv_nsec ^
+                  ((uint64_t)getpid() << 32);
+  return seed % 1000000000000ull;
 }

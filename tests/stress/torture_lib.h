@@ -99,4 +99,16 @@ void torture_get_stats(const torture *t, torture_stats *out);
 /* Closes (if needed) and frees the engine. */
 void torture_free(torture *t);
 
+/* ---- command lines of the drivers ---- */
+
+/* A whole unsigned number (decimal, or 0x hex); false if s is not one. */
+bool torture_parse_u64(const char *s, uint64_t *out);
+/* A whole non-negative number of seconds; false if s is not one. */
+bool torture_parse_double(const char *s, double *out);
+/* Multiplies *scale by ISO_TEST_SCALE when it is set; false (and a
+ * message naming prog) when it is not a positive integer. */
+bool torture_env_scale(const char *prog, uint64_t *scale);
+/* A seed from the clock and the process id, short enough to type back. */
+uint64_t torture_default_seed(void);
+
 #endif /* TORTURE_LIB_H */
