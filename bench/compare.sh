@@ -35,15 +35,9 @@ node_only=0
 keep=""
 wait_idle=0
 
-usage() {
-  sed -n '/^# Usage/,/^# Exit/p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
-  exit 2
-}
-
-need_arg() {
-  [[ $# -ge 2 && -n $2 ]] ||
-    { echo "compare.sh: $1 needs a value" >&2; exit 2; }
-}
+bench_script=compare.sh
+# shellcheck source=bench/lib.sh
+. "$root/bench/lib.sh"
 
 while [[ $# -gt 0 ]]; do
   case $1 in
@@ -74,61 +68,14 @@ command -v "$node" >/dev/null ||
 
 [[ $build_dir = /* ]] || build_dir=$root/$build_dir
 
-if [[ -n $keep ]]; then
-  mkdir -p "$keep"
-  out_dir=$(cd "$keep" && pwd)
-else
-  out_dir=$(mktemp -d)
-  trap 'rm -rf "$out_dir"' EXIT
-fi
+bench_out_dir "$keep"
 
 if ((node_only == 0)); then
-  if [[ ! -f $build_dir/build.ninja ]]; then
-    # A set-up that failed half-way leaves a directory without build.ninja.
-    echo "== setting up $build_dir (release)"
-    wipe=()
-    [[ -f $build_dir/meson-private/coredata.dat ]] && wipe=(--wipe)
-    if ! meson setup "${wipe[@]}" "$build_dir" "$root" --buildtype=release \
-        -Dtests=false -Dexamples=false >"$out_dir/setup.log" 2>&1; then
-      tail -n 15 "$out_dir/setup.log" >&2
-      echo "compare.sh: meson setup failed" >&2
-      exit 1
-    fi
-  elif ! meson introspect --buildoptions "$build_dir" 2>/dev/null |
-      grep -q '"name": "buildtype", "value": "release"'; then
-    echo "note: $build_dir is not a release build; figures may be slower"
-  fi
-  echo "== building"
-  if ! ninja -C "$build_dir" bench/binary_trees bench/alloc_rate \
-      >"$out_dir/build.log" 2>&1; then
-    grep -E -m 15 'error|undefined reference' "$out_dir/build.log" >&2 ||
-      tail -n 15 "$out_dir/build.log" >&2
-    echo "compare.sh: build failed" >&2
-    exit 1
-  fi
+  bench_build bench/binary_trees bench/alloc_rate
 fi
 
 impls=(c node)
 ((node_only)) && impls=(node)
-
-# The value of a key in a flat JSON object (numbers and plain strings).
-json_get() {
-  awk -v key="$2" '
-    match($0, "\"" key "\":[^,}]*") {
-      v = substr($0, RSTART + length(key) + 3, RLENGTH - length(key) - 3)
-      gsub(/"/, "", v)
-      print v
-    }' <<<"$1"
-}
-
-median() {
-  sort -g | awk '{ v[NR] = $1 }
-    END {
-      if (NR == 0) { print "-"; exit }
-      if (NR % 2) print v[(NR + 1) / 2]
-      else printf "%.10g\n", (v[NR / 2] + v[NR / 2 + 1]) / 2
-    }'
-}
 
 # Hundredths of a core that other processes used over the last second,
 # from /proc/stat (nothing of ours runs meanwhile).
@@ -174,18 +121,9 @@ run_one() {
   else
     cmd=("$node" "$root/bench/node/$bench.js" "$arg")
   fi
-  if ! "${cmd[@]}" >"$out" 2>"$out.err"; then
-    echo "compare.sh: $bench ($impl) run $r failed:" >&2
-    cat "$out.err" >&2
-    return 1
-  fi
-  local last
-  last=$(tail -n 1 "$out")
-  if [[ $last != "{"*"}" ]]; then
-    echo "compare.sh: $bench ($impl) run $r: last line is not JSON" >&2
-    return 1
-  fi
-  printf '%s\n' "$last" >>"$out_dir/$bench.$impl.json"
+  bench_run "$out" "$out_dir/$bench.$impl.json" "$bench ($impl) run $r" \
+    "${cmd[@]}" || return 1
+  local last=$bench_last
   printf '   %-4s run %d: wall_s %s cpu_s %s\n' "$impl" "$r" \
     "$(json_get "$last" wall_s)" "$(json_get "$last" cpu_s)"
 }
@@ -262,10 +200,6 @@ med() {
 
 # Other work on the machine stretches wall times (cpu_s much less), so the
 # load average is printed with the figures.
-load_now() {
-  if [[ -r /proc/loadavg ]]; then cut -d' ' -f1 /proc/loadavg; else echo '?'; fi
-}
-
 echo "== machine: $(nproc) cores, node $("$node" --version)," \
   "load average $(load_now)"
 

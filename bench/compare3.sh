@@ -40,15 +40,9 @@ only=""
 use_node=1
 keep=""
 
-usage() {
-  sed -n '/^# Usage/,/^# Exit/p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
-  exit 2
-}
-
-need_arg() {
-  [[ $# -ge 2 && -n $2 ]] ||
-    { echo "compare3.sh: $1 needs a value" >&2; exit 2; }
-}
+bench_script=compare3.sh
+# shellcheck source=bench/lib.sh
+. "$root/bench/lib.sh"
 
 while [[ $# -gt 0 ]]; do
   case $1 in
@@ -84,97 +78,20 @@ fi
 
 [[ $build_dir = /* ]] || build_dir=$root/$build_dir
 
-if [[ -n $keep ]]; then
-  mkdir -p "$keep"
-  out_dir=$(cd "$keep" && pwd)
-else
-  out_dir=$(mktemp -d)
-  trap 'rm -rf "$out_dir"' EXIT
-fi
+bench_out_dir "$keep"
 
-if [[ ! -f $build_dir/build.ninja ]]; then
-  # A set-up that failed half-way leaves a directory without build.ninja.
-  echo "== setting up $build_dir (release)"
-  wipe=()
-  [[ -f $build_dir/meson-private/coredata.dat ]] && wipe=(--wipe)
-  if ! meson setup "${wipe[@]}" "$build_dir" "$root" --buildtype=release \
-      -Dtests=false -Dexamples=false >"$out_dir/setup.log" 2>&1; then
-    tail -n 15 "$out_dir/setup.log" >&2
-    echo "compare3.sh: meson setup failed" >&2
-    exit 1
-  fi
-elif ! meson introspect --buildoptions "$build_dir" 2>/dev/null |
-    grep -q '"name": "buildtype", "value": "release"'; then
-  echo "note: $build_dir is not a release build; figures may be slower"
-fi
-echo "== building"
-if ! ninja -C "$build_dir" bench/old_churn bench/binary_trees bench/cpu_gaps \
-    >"$out_dir/build.log" 2>&1; then
-  grep -E -m 15 'error|undefined reference' "$out_dir/build.log" >&2 ||
-    tail -n 15 "$out_dir/build.log" >&2
-  echo "compare3.sh: build failed" >&2
-  exit 1
-fi
-
-# The value of a key of the JSON line: "replacements_per_s" at the top
-# level, or "pause_ms.p99" inside one of its objects (numbers and plain
-# strings; the objects hold no objects).
-json_get() {
-  awk -v path="$2" '
-    {
-      line = $0
-      key = path
-      dot = index(path, ".")
-      if (dot) {
-        outer = substr(path, 1, dot - 1)
-        key = substr(path, dot + 1)
-        if (!match(line, "\"" outer "\":\\{[^}]*\\}")) next
-        n = length(outer) + 3
-        line = substr(line, RSTART + n, RLENGTH - n)
-        line = "," substr(line, 2)
-      } else {
-        # Top-level keys only: blank out the nested objects.
-        gsub(/:\{[^}]*\}/, ":{}", line)
-      }
-      if (match(line, "[{,]\"" key "\":[^,}]*")) {
-        v = substr(line, RSTART + length(key) + 4, RLENGTH - length(key) - 4)
-        gsub(/"/, "", v)
-        print v
-      }
-    }' <<<"$1"
-}
-
-median() {
-  sort -g | awk '{ v[NR] = $1 }
-    END {
-      if (NR == 0) { print "-"; exit }
-      if (NR % 2) print v[(NR + 1) / 2]
-      else printf "%.10g\n", (v[NR / 2] + v[NR / 2 + 1]) / 2
-    }'
-}
+bench_build bench/old_churn bench/binary_trees bench/cpu_gaps
 
 status=0
 
 # Runs one program; its output is kept as $out_dir/<name>.<run> and its
 # JSON line appended to $out_dir/<name>.json.
 run_one() {
-  local name=$1 r=$2 out
+  local name=$1 r=$2
   shift 2
-  out=$out_dir/$name.$r
-  if ! "$@" >"$out" 2>"$out.err"; then
-    echo "compare3.sh: $name run $r failed:" >&2
-    tail -n 20 "$out.err" >&2
-    status=1
-    return 0
-  fi
-  local last
-  last=$(tail -n 1 "$out")
-  if [[ $last != "{"*"}" ]]; then
-    echo "compare3.sh: $name run $r: last line is not JSON" >&2
-    status=1
-    return 0
-  fi
-  printf '%s\n' "$last" >>"$out_dir/$name.json"
+  bench_run "$out_dir/$name.$r" "$out_dir/$name.json" "$name run $r" "$@" ||
+    { status=1; return 0; }
+  local last=$bench_last
   if [[ $name = gaps ]]; then
     printf '   %-16s run %d: longest gap %s ms\n' "$name" "$r" \
       "$(json_get "$last" max_gap_ms)"
@@ -188,10 +105,6 @@ med() { # name key
   local f=$out_dir/$1.json
   [[ -f $f ]] || { echo -; return; }
   while read -r l; do json_get "$l" "$2"; done <"$f" | median
-}
-
-load_now() {
-  if [[ -r /proc/loadavg ]]; then cut -d' ' -f1 /proc/loadavg; else echo '?'; fi
 }
 
 node_version=""
