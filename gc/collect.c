@@ -559,6 +559,7 @@ void gc_poll(iso_isolate *iso) {
   gc_heap *h = &iso->heap;
   if (h->in_gc) return;
   gc_lab_detach(iso);
+  isolate_stamp_active(iso);
   if (h->stress_scavenge_every) gc_stress_tick(iso);
   gc_cycle_poll(iso);
 }

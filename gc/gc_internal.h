@@ -202,9 +202,12 @@ void gc_marking_flush_barrier(iso_isolate *iso);
 /* An evacuated young page, kept from the pool until marking ends. */
 void gc_marking_quarantine(iso_isolate *iso, gc_page *p);
 /* GC threads (threads/gc_threads.c). */
-bool gc_background_wanted(iso_isolate *iso);
+bool gc_background_wanted(iso_isolate *iso, bool help);
 bool gc_background_enter(iso_isolate *iso);
-void gc_background_work(iso_isolate *iso, const int *cancel);
+void gc_background_work(iso_isolate *iso, unsigned index, const int *cancel);
+/* May GC thread index go on working for iso (it is not running, or the
+ * thread still has a spare core)? */
+bool gc_background_may_continue(iso_isolate *iso, unsigned index);
 
 /* ---- sweeping (old.c) ---- */
 
@@ -213,7 +216,7 @@ void gc_large_sweep(iso_isolate *iso);
 /* Hands every old page to the sweepers (the end of marking). */
 void gc_sweep_begin(iso_isolate *iso);
 /* GC thread: sweeps unclaimed pages until none is left. */
-void gc_sweep_background(iso_isolate *iso);
+void gc_sweep_background(iso_isolate *iso, unsigned index);
 /* Have all pages been swept (by anyone)? */
 bool gc_sweep_all_swept(iso_isolate *iso);
 /* Which pages the owner adopts. */

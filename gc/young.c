@@ -679,6 +679,7 @@ void *gc_alloc_young_slow(iso_isolate *iso, size_t bytes) {
   gc_young *y = &h->young;
   void *fast = gc_pretenure_try(iso, bytes);
   if (fast) return fast;
+  isolate_stamp_active(iso);
   if (h->stress_scavenge_every && !h->in_gc) gc_stress_tick(iso);
   /* A safepoint: the concurrent cycle's assists, its end, its sweep. */
   if (!h->in_gc && gc_marking_state(iso) != ISO_GC_CYCLE_IDLE)

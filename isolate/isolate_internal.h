@@ -100,6 +100,11 @@ struct iso_isolate {
    * thread moves PARKED -> PARKED_BUSY -> PARKED while it works on the
    * isolate's behalf, and unparking waits for that. Atomic. */
   int park_state;
+  /* isolate_coarse_ms() when the owner last took an allocation slow path
+   * or a safepoint: GC threads count the isolates that are active against
+   * the cores (Note [GC threads and spare cores], threads/gc_threads.c).
+   * Written by the owner, read by GC threads; atomic. */
+  uint64_t active_ms;
 };
 enum { ISOLATE_RUNNING = 0, ISOLATE_PARKED, ISOLATE_PARKED_BUSY };
 /* Parks / unparks the owner's isolate around a blocking wait (unpark
@@ -167,6 +172,12 @@ void isolate_assert_fail(const char *expr, const char *file, int line);
 #endif
 
 uint64_t isolate_now_ns(void);
+/* Monotonic milliseconds at the kernel tick's resolution; cheap. */
+uint64_t isolate_coarse_ms(void);
+/* The owner marks its isolate active (allocation slow paths, safepoints). */
+static inline void isolate_stamp_active(iso_isolate *iso) {
+  thr_store_relaxed(&iso->active_ms, isolate_coarse_ms());
+}
 
 /* n rounded up to the OS page size. */
 size_t isolate_page_round(size_t n);

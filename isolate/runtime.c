@@ -40,7 +40,7 @@ static void set_type(iso_runtime *rt, uint32_t id, const char *name,
 }
 
 iso_runtime *iso_runtime_new(const iso_runtime_params *params) {
-  iso_runtime_params p = {sizeof p, 128u << 20, 0, 0};
+  iso_runtime_params p = {sizeof p, 128u << 20, 0, 0, 0};
   if (params) {
     if (params->struct_size < sizeof(size_t) ||
         params->struct_size > 4096) {
@@ -59,6 +59,9 @@ iso_runtime *iso_runtime_new(const iso_runtime_params *params) {
     if (params->struct_size >= offsetof(iso_runtime_params, max_heap_size) +
                                    sizeof(size_t))
       p.max_heap_size = params->max_heap_size;
+    if (params->struct_size >= offsetof(iso_runtime_params, cores) +
+                                   sizeof(unsigned))
+      p.cores = params->cores;
   }
   if (p.max_heap_size && p.max_heap_size < ((size_t)1 << 20)) {
     isolate_fail(ISO_ERR_ARGUMENT,
@@ -76,7 +79,7 @@ iso_runtime *iso_runtime_new(const iso_runtime_params *params) {
     goto oom;
   pthread_mutex_init(&rt->lock, NULL);
   rt->heap_limit = p.max_heap_size;
-  gc_threads_configure(rt, p.gc_threads);
+  gc_threads_configure(rt, p.gc_threads, p.cores);
   set_type(rt, GC_TYPE_FILLER, "(filler)", ISO_KIND_INVALID,
            GC_LAYOUT_NONE, 0, 0);
   set_type(rt, GC_TYPE_DOUBLE, "double", ISO_KIND_DOUBLE, GC_LAYOUT_NONE, 0,

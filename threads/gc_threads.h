@@ -23,18 +23,33 @@ typedef struct gc_thread_pool {
   uint64_t seq;         /* notifications so far */
   bool stop;
   int running;          /* atomic: threads were started */
+  unsigned cores;       /* iso_runtime_params.cores */
+  /* Whether GC thread 0 may work for active isolates, as the GC threads
+   * last found it; atomic (Note [GC threads and spare cores]). */
+  int help_active;
+  struct gc_thread_arg *args; /* one per thread: its index */
 } gc_thread_pool;
 
 struct iso_runtime;
 struct iso_isolate;
 
-/* Reads the thread count from the parameters and ISO_GC_THREADS. */
-void gc_threads_configure(struct iso_runtime *rt, unsigned param);
+/* Reads the thread count from the parameters and ISO_GC_THREADS, and the
+ * cores from the parameters and ISO_GC_CORES. */
+void gc_threads_configure(struct iso_runtime *rt, unsigned param,
+                          unsigned cores);
 /* Starts the threads if they are not running yet (the first cycle of the
  * runtime does). Any thread. */
 void gc_threads_start(struct iso_runtime *rt);
 /* True once threads run (false with ISO_GC_THREADS_NONE). Any thread. */
 bool gc_threads_running(struct iso_runtime *rt);
+/* May any GC thread work for an active isolate now (Note [GC threads and
+ * spare cores])? The owner's question, answered from what the GC threads
+ * last found. Any thread. */
+bool gc_threads_help(struct iso_runtime *rt);
+/* The GC thread's own question, counted afresh: may thread index go on
+ * working for iso? GC threads only. */
+bool gc_threads_may_serve(struct iso_runtime *rt, unsigned index,
+                          struct iso_isolate *iso);
 /* Wakes the threads: some isolate has work for them. Any thread. */
 void gc_threads_notify(struct iso_runtime *rt);
 /* Stops and joins the threads (runtime teardown). */

@@ -193,6 +193,16 @@ typedef struct iso_runtime_params {
    * stops with ISO_EXIT_OUT_OF_MEMORY) and the other isolates go on. Past
    * seven eighths of it, every isolate is asked to collect. Minimum 1 MiB. */
   size_t max_heap_size;
+  /* The cores the runtime may count on; 0: the machine's online cores.
+   * GC threads mark and sweep for an active isolate (not parked, and in
+   * an allocation slow path or at a safepoint within the last 20 ms) only
+   * while the active isolates leave them a core: GC thread i helps while
+   * i + active isolates < cores. Otherwise each active isolate marks and
+   * sweeps its own old space in short steps at its safepoints, and none
+   * of its pauses waits for a GC thread that the OS ran in its place.
+   * Parked and idle isolates are always served. ISO_GC_CORES=n in the
+   * environment overrides it. */
+  unsigned cores;
 } iso_runtime_params;
 #define ISO_GC_THREADS_NONE 0xffffffffu
 
