@@ -65,11 +65,12 @@ static char rcu_token;
  * for an active isolate stops at its next slice.
  *   Why: three threads on two cores (two isolates and a GC thread) made
  * every short pause of an isolate liable to wait out another thread's
- * time slice. old_churn on two isolates and two cores: collector pauses
- * p99 4.0 to 4.2 ms and max 5 to 8.4 ms with the GC thread helping; 0.5 to
- * 0.7 ms and 2.7 to 4.2 ms with the isolates marking themselves, at the
- * same throughput (the cores were busy either way) and 20% less peak RSS.
- * One isolate on two cores keeps its GC thread. */
+ * time slice. old_churn on two isolates and two cores, alternating runs:
+ * collector pauses p99 4.0 to 4.2 ms and max 5.5 to 8.1 ms with the GC
+ * thread helping; 0.47 to 0.62 ms and 2.5 to 5.3 ms with the isolates
+ * marking themselves, peak RSS 1.95 GB instead of 2.3 to 2.45 GB, and a
+ * few percent less throughput (the cores were busy either way). One
+ * isolate on two cores keeps its GC thread. */
 #define ACTIVE_MS 20
 struct gc_thread_arg {
   iso_runtime *rt;
@@ -92,8 +93,7 @@ void gc_threads_configure(iso_runtime *rt, unsigned param, unsigned cores) {
   if (online < 1) online = 1;
   g->cores = env_count("ISO_GC_CORES", cores ? cores : (unsigned)online);
   if (g->cores == 0) g->cores = (unsigned)online;
-  long cores_for_threads = online;
-  unsigned n = cores_for_threads > 1 ? (unsigned)(cores_for_threads - 1) : 1;
+  unsigned n = online > 1 ? (unsigned)(online - 1) : 1;
   if (param == ISO_GC_THREADS_NONE) {
     n = 0;
   } else if (param) {
