@@ -532,9 +532,6 @@ bool gc_background_wanted(iso_isolate *iso, bool help) {
   return false;
 }
 
-bool gc_background_may_continue(iso_isolate *iso, unsigned index) {
-  return gc_threads_may_serve(iso->rt, index, iso);
-}
 
 bool gc_background_enter(iso_isolate *iso) {
   gc_marking *m = &iso->heap.marking;
@@ -566,7 +563,7 @@ void gc_background_work(iso_isolate *iso, unsigned index, const int *cancel) {
     /* In slices, so that a thread whose core the isolates took back
      * (Note [GC threads and spare cores]) stops soon. */
     while (drain(iso, &l, BG_SLICE, cancel) >= BG_SLICE &&
-           !thr_load_relaxed(cancel) && gc_background_may_continue(iso, index))
+           !thr_load_relaxed(cancel) && gc_threads_may_serve(iso->rt, index, iso))
       ;
     gc_worklist_local_finish(&l);
     thr_fetch_add_relaxed(&m->bg_mark_ns, isolate_now_ns() - t0);

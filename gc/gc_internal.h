@@ -205,9 +205,6 @@ void gc_marking_quarantine(iso_isolate *iso, gc_page *p);
 bool gc_background_wanted(iso_isolate *iso, bool help);
 bool gc_background_enter(iso_isolate *iso);
 void gc_background_work(iso_isolate *iso, unsigned index, const int *cancel);
-/* May GC thread index go on working for iso (it is not running, or the
- * thread still has a spare core)? */
-bool gc_background_may_continue(iso_isolate *iso, unsigned index);
 
 /* ---- sweeping (old.c) ---- */
 

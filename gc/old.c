@@ -562,7 +562,7 @@ void gc_sweep_begin(iso_isolate *iso) {
 void gc_sweep_background(iso_isolate *iso, unsigned index) {
   gc_marking *m = &iso->heap.marking;
   for (;;) {
-    if (!gc_background_may_continue(iso, index)) return;
+    if (!gc_threads_may_serve(iso->rt, index, iso)) return;
     size_t i = __atomic_fetch_add(&m->sweep_next, 1, __ATOMIC_ACQ_REL);
     if (i >= thr_load_acquire(&m->sweep_count)) return;
     /* After sweep_count (acquire): the number of this sweep. */
