@@ -280,4 +280,12 @@ static inline iso_handle clone_via_message(iso_isolate *src, iso_isolate *dst,
   return h;
 }
 
+/* Full collections of both isolates, then both heaps verified. */
+static inline void clone_gc_both(iso_isolate *a, iso_isolate *b) {
+  CHECK_OK(iso_gc(a, ISO_GC_FULL));
+  CHECK_OK(iso_gc(b, ISO_GC_FULL));
+  CHECK_OK(iso_heap_verify(a));
+  CHECK_OK(iso_heap_verify(b));
+}
+
 #endif /* UNIT_CLONE_CHECK_H */
