@@ -259,8 +259,16 @@ void gc_registry_remove(iso_runtime *rt, iso_isolate *iso) {
   pthread_mutex_lock(&rt->lock);
   cds_list_del_rcu(&iso->rt_node);
   pthread_mutex_unlock(&rt->lock);
-  /* Without GC threads nobody reads the list without the lock. */
-  if (gc_threads_running(rt)) {
+  /* Without GC threads nobody reads the list without the lock. The pool's
+   * lock, not the running flag: gc_threads_start() creates the threads
+   * (which walk the list at once) before it sets the flag, holding this
+   * lock. Either the threads were created before this point, and the
+   * grace period waits for them, or they are created after the unlink and
+   * cannot find the isolate. */
+  pthread_mutex_lock(&rt->gc.lock);
+  bool readers = rt->gc.count != 0;
+  pthread_mutex_unlock(&rt->gc.lock);
+  if (readers) {
     urcu_memb_synchronize_rcu();
     RCU_TSAN_ACQUIRE();
   }

@@ -389,6 +389,68 @@ static void test_parallel_runtimes(void) {
   for (int i = 0; i < 2; i++) CHECK_OK(iso_runtime_free(rts[i]));
 }
 
+/* An isolate freed while another isolate's first cycle starts the GC
+ * threads: the new threads walk the registry at once, so the freeing
+ * thread must wait a grace period for them even though they were not yet
+ * reported running when it unlinked its isolate. Without that wait ASan
+ * reports the GC thread reading the freed isolate and TSan a race with
+ * free(). */
+typedef struct {
+  iso_runtime *rt;
+  pthread_barrier_t *go;
+} freer;
+
+/* The process's thread count (Linux); 0 if unknown. */
+static int thread_count(void) {
+  FILE *f = fopen("/proc/self/status", "r");
+  if (!f) return 0;
+  char line[128];
+  int n = 0;
+  while (fgets(line, sizeof line, f))
+    if (sscanf(line, "Threads: %d", &n) == 1) break;
+  fclose(f);
+  return n;
+}
+
+static void *free_at_go(void *arg) {
+  freer *f = arg;
+  iso_isolate *iso = iso_isolate_new(f->rt, NULL);
+  CHECK(iso != NULL);
+  int before = thread_count();
+  pthread_barrier_wait(f->go);
+  /* Free once the first GC threads run, while the others are still being
+   * created (bounded: without /proc, free at once). */
+  for (int i = 0; before && i < 200000 && thread_count() <= before + 2; i++)
+    ;
+  CHECK_OK(iso_isolate_free(iso));
+  return NULL;
+}
+
+static void test_free_while_gc_threads_start(void) {
+  for (int round = 0; round < 40; round++) {
+    iso_runtime_params rp;
+    memset(&rp, 0, sizeof rp);
+    rp.struct_size = sizeof rp;
+    rp.gc_threads = 6; /* created one by one: a longer window */
+    iso_runtime *r = iso_runtime_new(&rp);
+    CHECK(r != NULL);
+    iso_isolate *iso = iso_isolate_new(r, NULL);
+    CHECK(iso != NULL);
+    pthread_barrier_t go;
+    pthread_barrier_init(&go, NULL, 2);
+    freer f = {r, &go};
+    pthread_t th;
+    CHECK_EQ(pthread_create(&th, NULL, free_at_go, &f), 0);
+    pthread_barrier_wait(&go);
+    CHECK_OK(iso_gc(iso, ISO_GC_FULL));
+    CHECK_EQ(pthread_join(th, NULL), 0);
+    pthread_barrier_destroy(&go);
+    CHECK_UEQ(iso_runtime_isolate_count(r), 1);
+    CHECK_OK(iso_isolate_free(iso));
+    CHECK_OK(iso_runtime_free(r));
+  }
+}
+
 int main(int argc, char **argv) {
   unit_init(argc, argv);
   unit_clean_env();
@@ -401,6 +463,7 @@ int main(int argc, char **argv) {
   RUN(test_free_callback_thread);
   RUN(test_parallel_isolates);
   RUN(test_parallel_runtimes);
+  RUN(test_free_while_gc_threads_start);
   CHECK_OK(iso_runtime_free(rt));
   return unit_done();
 }
