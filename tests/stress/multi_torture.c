@@ -77,12 +77,6 @@ static opts O;
 static double start_time;
 static atomic_bool stop_all;
 
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* ---- the driver's random numbers (xorshift64*) ---- */
 
 static uint64_t splitmix(uint64_t x) {
@@ -91,17 +85,6 @@ static uint64_t splitmix(uint64_t x) {
   x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
   return x ^ (x >> 31);
 }
-
-static uint64_t rnd(uint64_t *s) {
-  uint64_t x = *s;
-  x ^= x >> 12;
-  x ^= x << 25;
-  x ^= x >> 27;
-  *s = x;
-  return x * 0x2545f4914f6cdd1dull;
-}
-
-static uint64_t below(uint64_t *s, uint64_t n) { return n ? rnd(s) % n : 0; }
 
 /* Thread t's seed; its round r runs on torture_round_seed(that, r). */
 static uint64_t thread_seed(uint64_t seed, unsigned t) {
@@ -224,16 +207,16 @@ static void park_a_while(round_state *r) {
   if (s != ISO_OK) status_fail(r, s, "iso_isolate_park");
   if (!iso_isolate_is_parked(r->iso))
     round_fail(r, "iso_isolate_is_parked is false after iso_isolate_park");
-  double t0 = now_s();
-  long us = (long)below(&r->rng, 2001);
-  switch (below(&r->rng, 3)) {
+  double t0 = torture_now_s();
+  long us = (long)torture_below(&r->rng, 2001);
+  switch (torture_below(&r->rng, 3)) {
     case 0: {
       struct timespec ts = {0, us * 1000};
       nanosleep(&ts, NULL);
       break;
     }
     case 1:
-      while ((now_s() - t0) * 1e6 < (double)us) {
+      while ((torture_now_s() - t0) * 1e6 < (double)us) {
       }
       break;
     default:
@@ -242,12 +225,12 @@ static void park_a_while(round_state *r) {
   s = iso_isolate_unpark(r->iso);
   if (s != ISO_OK) status_fail(r, s, "iso_isolate_unpark");
   r->w->parks++;
-  r->w->parked_ms += (now_s() - t0) * 1e3;
+  r->w->parked_ms += (torture_now_s() - t0) * 1e3;
 }
 
 static bool time_up(void) {
   if (atomic_load_explicit(&stop_all, memory_order_relaxed)) return true;
-  if (O.seconds > 0 && now_s() - start_time >= O.seconds) {
+  if (O.seconds > 0 && torture_now_s() - start_time >= O.seconds) {
     atomic_store_explicit(&stop_all, true, memory_order_relaxed);
     return true;
   }
@@ -269,8 +252,9 @@ static void run_round(worker *w, uint64_t round) {
    * draws 60..1059): a quarter of the rounds none from stress mode at
    * all, the rest one every few thousand allocations. Cycles come from
    * iso_gc_start_marking and from the old generation's growth. */
-  p.full_every = below(&r.rng, 4) == 0 ? 1000000000u
-                                       : 2000u + (unsigned)below(&r.rng, 8000);
+  p.full_every = torture_below(&r.rng, 4) == 0
+                     ? 1000000000u
+                     : 2000u + (unsigned)torture_below(&r.rng, 8000);
   p.verify_every = O.verify_every;
   p.small = O.small;
   p.debug_flags = O.break_barrier ? ISO_DEBUG_SKIP_MARKING_BARRIER : 0;
@@ -280,10 +264,10 @@ static void run_round(worker *w, uint64_t round) {
   r.iso = torture_isolate(r.t);
   /* How this round drives the collector, drawn once per round so that
    * some rounds step and park a lot and others hardly at all. */
-  uint64_t steps = 500 + below(&r.rng, O.small ? 3000 : 6000);
-  unsigned start_per_mille = 1 + (unsigned)below(&r.rng, 20);
-  unsigned step_per_mille = (unsigned)below(&r.rng, 300);
-  unsigned park_per_mille = 1 + (unsigned)below(&r.rng, 15);
+  uint64_t steps = 500 + torture_below(&r.rng, O.small ? 3000 : 6000);
+  unsigned start_per_mille = 1 + (unsigned)torture_below(&r.rng, 20);
+  unsigned step_per_mille = (unsigned)torture_below(&r.rng, 300);
+  unsigned park_per_mille = 1 + (unsigned)torture_below(&r.rng, 15);
   static const size_t budgets[] = {64, 256, 1024, 4096};
   iso_gc_statistics_t gs;
   memset(&gs, 0, sizeof gs);
@@ -295,20 +279,20 @@ static void run_round(worker *w, uint64_t round) {
     if (!torture_step(r.t)) engine_fail(&r);
     /* The engine may have collected and checked by itself. */
     r.seen_gcs = engine_gcs(r.t);
-    if (below(&r.rng, 1000) < start_per_mille) {
+    if (torture_below(&r.rng, 1000) < start_per_mille) {
       s = iso_gc_start_marking(r.iso);
       if (s != ISO_OK) status_fail(&r, s, "iso_gc_start_marking");
       w->starts++;
       check_after(&r);
     }
-    if (below(&r.rng, 1000) < step_per_mille &&
+    if (torture_below(&r.rng, 1000) < step_per_mille &&
         iso_gc_cycle(r.iso) != ISO_GC_CYCLE_IDLE) {
-      s = iso_gc_step(r.iso, budgets[below(&r.rng, 4)]);
+      s = iso_gc_step(r.iso, budgets[torture_below(&r.rng, 4)]);
       if (s != ISO_OK) status_fail(&r, s, "iso_gc_step");
       w->gc_steps++;
       check_after(&r);
     }
-    if (below(&r.rng, 1000) < park_per_mille) {
+    if (torture_below(&r.rng, 1000) < park_per_mille) {
       park_a_while(&r);
       check_after(&r);
     }
@@ -390,7 +374,7 @@ static bool parse(int argc, char **argv, opts *o) {
     const char *val = i + 1 < argc ? argv[i + 1] : NULL;
 #define NUM(name, dst)                                             \
   if (!strcmp(a, name)) {                                          \
-    if (!torture_parse_u64(val, &v)) {                                     \
+    if (!torture_parse_u64(val, &v)) {                             \
       fprintf(stderr, "multi_torture: %s needs a number\n", name); \
       return false;                                                \
     }                                                              \
@@ -474,7 +458,7 @@ int main(int argc, char **argv) {
     return 2;
   }
   static worker ws[MAX_THREADS];
-  start_time = now_s();
+  start_time = torture_now_s();
   unsigned first = O.only_thread >= 0 ? (unsigned)O.only_thread : 0;
   unsigned last = O.only_thread >= 0 ? first + 1 : O.threads;
   for (unsigned i = first; i < last; i++) {
@@ -534,8 +518,7 @@ int main(int argc, char **argv) {
       "%.1f ms, sweeping %.1f ms; %.1f MB pretenured; %.1f s\n",
       (unsigned long long)total.parks, total.parked_ms,
       total.background_mark_ms, total.background_sweep_ms,
-      (double)total.pretenured_bytes / 1e6,
-      now_s() - start_time);
+      (double)total.pretenured_bytes / 1e6, torture_now_s() - start_time);
   /* A run this long with no concurrent cycle tested the scavenger and the
    * full collector only, which torture does already: fail it. */
   if (total.steps >= 2000 &&

@@ -56,12 +56,6 @@ typedef struct opts {
   char replay[256]; /* the options a replay needs besides seed and round */
 } opts;
 
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void usage(FILE *f) {
   fprintf(f,
           "usage: torture [options]\n"
@@ -112,7 +106,7 @@ static bool parse(int argc, char **argv, opts *o) {
     bool used = true;
 #define NUM(name, dst)                                       \
   if (!strcmp(a, name)) {                                    \
-    if (!torture_parse_u64(val, &v)) {                               \
+    if (!torture_parse_u64(val, &v)) {                       \
       fprintf(stderr, "torture: %s needs a number\n", name); \
       return false;                                          \
     }                                                        \
@@ -233,7 +227,7 @@ static int run(const opts *o) {
   }
   torture_stats total;
   memset(&total, 0, sizeof total);
-  double start = now_s();
+  double start = torture_now_s();
   uint64_t round = o->first_round, rounds = 0;
   bool stop = false;
   while (!stop) {
@@ -254,7 +248,8 @@ static int run(const opts *o) {
         stop = true;
         break;
       }
-      if (k % 32 == 31 && o->seconds > 0 && now_s() - start >= o->seconds) {
+      if (k % 32 == 31 && o->seconds > 0 &&
+          torture_now_s() - start >= o->seconds) {
         stop = true;
         break;
       }
@@ -278,7 +273,7 @@ static int run(const opts *o) {
     round++;
     rounds++;
     if (o->rounds && rounds >= o->rounds) stop = true;
-    if (o->seconds > 0 && now_s() - start >= o->seconds) stop = true;
+    if (o->seconds > 0 && torture_now_s() - start >= o->seconds) stop = true;
   }
   s = iso_runtime_free(rt);
   if (s != ISO_OK) {
@@ -302,7 +297,7 @@ static int run(const opts *o) {
       (unsigned long long)total.old_to_young,
       (unsigned long long)total.large_objects,
       (unsigned long long)total.external_buffers,
-      (unsigned long long)total.max_live, now_s() - start);
+      (unsigned long long)total.max_live, torture_now_s() - start);
   /* A run this long that exercised neither the collector nor the
    * remembered set proves nothing: fail it rather than pass it. */
   if (total.steps >= 2000 &&
@@ -335,7 +330,7 @@ static int expect_failure(const opts *o) {
     exit(run(&child));
   }
   double limit = (o->seconds > 0 ? o->seconds : 300.0) + CHILD_GRACE_SECONDS;
-  double t0 = now_s();
+  double t0 = torture_now_s();
   int status = 0;
   for (;;) {
     pid_t w = waitpid(pid, &status, WNOHANG);
@@ -344,7 +339,7 @@ static int expect_failure(const opts *o) {
       perror("torture: waitpid");
       return 2;
     }
-    if (now_s() - t0 > limit) {
+    if (torture_now_s() - t0 > limit) {
       kill(pid, SIGKILL);
       waitpid(pid, &status, 0);
       printf(

@@ -1126,6 +1126,12 @@ bool torture_env_scale(const char *prog, uint64_t *scale) {
   return true;
 }
 
+double torture_now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 uint64_t torture_default_seed(void) {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);

@@ -111,4 +111,22 @@ bool torture_env_scale(const char *prog, uint64_t *scale);
 /* A seed from the clock and the process id, short enough to type back. */
 uint64_t torture_default_seed(void);
 
+/* ---- for the drivers' own choices ---- */
+
+/* xorshift64*: the next number of the sequence in *state (never 0). */
+static inline uint64_t torture_rnd(uint64_t *state) {
+  uint64_t x = *state;
+  x ^= x >> 12;
+  x ^= x << 25;
+  x ^= x >> 27;
+  *state = x;
+  return x * 0x2545f4914f6cdd1dull;
+}
+/* A number below n (0 when n is 0). */
+static inline uint64_t torture_below(uint64_t *state, uint64_t n) {
+  return n ? torture_rnd(state) % n : 0;
+}
+/* Seconds on the monotonic clock. */
+double torture_now_s(void);
+
 #endif /* TORTURE_LIB_H */

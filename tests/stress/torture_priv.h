@@ -202,14 +202,7 @@ struct torture {
 /* ---- random numbers (xorshift64*, seeded through splitmix64) ---- */
 
 uint64_t tt_splitmix(uint64_t *state);
-static inline uint64_t tt_rnd(torture *t) {
-  uint64_t x = t->rng;
-  x ^= x >> 12;
-  x ^= x << 25;
-  x ^= x >> 27;
-  t->rng = x;
-  return x * 0x2545f4914f6cdd1dull;
-}
+static inline uint64_t tt_rnd(torture *t) { return torture_rnd(&t->rng); }
 static inline uint64_t tt_below(torture *t, uint64_t n) {
   return n ? tt_rnd(t) % n : 0;
 }
