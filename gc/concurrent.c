@@ -155,14 +155,21 @@ bool gc_marking_active(const gc_heap *h) {
 
 /* ---- marking work ---- */
 
-/* Moves barrier entries from the ring to l. An entry may still be white
- * (the barrier only tests its bit) or grey by now: shading pushes it only
- * if no other thread did. */
-static size_t take_ring(gc_marking *m, gc_worklist_local *l) {
+/* Moves up to RING_TAKE barrier entries from the ring to the marker. An
+ * entry may still be white (the barrier only tests its bit) or grey by
+ * now: shading pushes it only if no other thread did. The entries were
+ * filtered on the owner's core, so their flags and mark bits are not in
+ * this one's cache: they wait in the marker's pending queue while those
+ * lines arrive (Note [Two-stage prefetch] in mark.c). Shaded one after
+ * another, a full ring cost up to a millisecond of misses in a step that
+ * was meant to trace 32 KiB; RING_TAKE bounds what one call takes. */
+#define RING_TAKE 1024
+
+static size_t take_ring(gc_marking *m, gc_marker *mk) {
   size_t n = 0;
   void *e;
-  while (ck_ring_dequeue_spmc(&m->ring, m->ring_buf, &e)) {
-    gc_mark_shade(l, (iso_value)(uintptr_t)e);
+  while (n < RING_TAKE && ck_ring_dequeue_spmc(&m->ring, m->ring_buf, &e)) {
+    gc_mark_shade_later(mk, (iso_value)(uintptr_t)e);
     n++;
   }
   return n;
@@ -200,7 +207,7 @@ static size_t drain(iso_isolate *iso, gc_worklist_local *l, size_t budget,
         gc_mark_flush(&mk);
         continue;
       }
-      if (take_ring(m, l) == 0) break;
+      if (take_ring(m, &mk) == 0) break;
       continue;
     }
     iso_value o = fifo[head];
@@ -212,7 +219,7 @@ static size_t drain(iso_isolate *iso, gc_worklist_local *l, size_t budget,
       thr_fetch_add_relaxed(&m->marked_bytes, bytes - reported);
       reported = bytes;
       if (cancel && thr_load_relaxed(cancel)) break;
-      take_ring(m, l);
+      take_ring(m, &mk);
     }
     if (bytes >= budget) break;
   }

@@ -146,6 +146,19 @@ typedef struct gc_marker {
 size_t gc_mark_trace(const gc_type *types, gc_marker *mk, iso_value o);
 /* Shades every reference waiting in mk. */
 void gc_mark_flush(gc_marker *mk);
+/* Shades v once its page flags and mark-bit word have had time to arrive:
+ * it waits in mk, and the reference GC_SHADE_AHEAD places before it is
+ * shaded now. */
+static inline void gc_mark_shade_later(gc_marker *mk, iso_value v) {
+  gc_mark_prefetch(v);
+  if (mk->count == GC_SHADE_AHEAD) {
+    gc_mark_shade(mk->wl, mk->pending[mk->head]);
+    mk->pending[mk->head] = v;
+    mk->head = (mk->head + 1) % GC_SHADE_AHEAD;
+    return;
+  }
+  mk->pending[(mk->head + mk->count++) % GC_SHADE_AHEAD] = v;
+}
 /* A worklist entry may also name a slice of a long large object: its page
  * (aligned to GC_PAGE_SIZE) with the slice's number k in the bits below,
  * tagged 1 (references are tagged 0). Tracing it traces slots [k*S,

@@ -61,24 +61,13 @@ void gc_mark_flush(gc_marker *mk) {
   }
 }
 
-static inline void shade_later(gc_marker *mk, iso_value v) {
-  gc_mark_prefetch(v);
-  if (mk->count == GC_SHADE_AHEAD) {
-    gc_mark_shade(mk->wl, mk->pending[mk->head]);
-    mk->pending[mk->head] = v;
-    mk->head = (mk->head + 1) % GC_SHADE_AHEAD;
-    return;
-  }
-  mk->pending[(mk->head + mk->count++) % GC_SHADE_AHEAD] = v;
-}
-
 /* Shades the references in slots [from, to). */
 static void shade_slots(gc_marker *mk, iso_value *from, iso_value *to) {
   for (iso_value *s = from; s < to; s++) {
     /* Acquire: pairs with the release store of the barrier (isolate.h),
      * so an object published into a slot is seen initialised. */
     iso_value v = thr_load_acquire(s);
-    if (iso_is_ref(v)) shade_later(mk, v);
+    if (iso_is_ref(v)) gc_mark_shade_later(mk, v);
   }
 }
 
