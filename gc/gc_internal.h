@@ -138,6 +138,7 @@ typedef struct gc_marker {
   gc_worklist_local *wl;
   iso_value pending[GC_SHADE_AHEAD];
   unsigned head, count;
+  size_t refs; /* references given to gc_mark_shade_later */
 } gc_marker;
 
 /* Shades the referents of grey object o, or of the slice that o names;
@@ -150,6 +151,7 @@ void gc_mark_flush(gc_marker *mk);
  * it waits in mk, and the reference GC_SHADE_AHEAD places before it is
  * shaded now. */
 static inline void gc_mark_shade_later(gc_marker *mk, iso_value v) {
+  mk->refs++;
   gc_mark_prefetch(v);
   if (mk->count == GC_SHADE_AHEAD) {
     gc_mark_shade(mk->wl, mk->pending[mk->head]);
@@ -164,7 +166,7 @@ static inline void gc_mark_shade_later(gc_marker *mk, iso_value v) {
  * tagged 1 (references are tagged 0). Tracing it traces slots [k*S,
  * (k+1)*S) for S = GC_MARK_SLICE_SLOTS and pushes slice k+1; the last
  * number that fits traces all the rest. */
-#define GC_MARK_SLICE_SLOTS 4096u
+#define GC_MARK_SLICE_SLOTS 1024u
 #define GC_MARK_SLICE_MAX ((GC_PAGE_SIZE >> 3) - 1)
 static inline iso_value gc_mark_slice_entry(gc_page *p, size_t k) {
   return (iso_value)(uintptr_t)p | (iso_value)(k << 3) | 1;

@@ -378,7 +378,8 @@ ISO_API iso_gc_cycle_state iso_gc_cycle(iso_isolate *iso);
  * scavenge). */
 ISO_API iso_status iso_gc_start_marking(iso_isolate *iso);
 /* Does up to max_bytes of the current cycle's marking (or sweeping) on
- * the calling thread, as an allocation does when marking falls behind,
+ * the calling thread, as an allocation does when marking falls behind
+ * (marking work counts the bytes traced and 32 for each reference shaded),
  * and ends marking when nothing is left to mark. Owning thread; may
  * allocate. */
 ISO_API iso_status iso_gc_step(iso_isolate *iso, size_t max_bytes);

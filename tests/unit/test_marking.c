@@ -572,7 +572,7 @@ static void test_reachable_survive(void) {
   CHECK_OK(iso_isolate_free(iso));
 }
 
-/* An array far longer than a marking slice (GC_MARK_SLICE_SLOTS, 4096)
+/* An array far longer than a marking slice (GC_MARK_SLICE_SLOTS, 1024)
  * is traced slice by slice; every element must survive, also when the
  * cycle runs in small steps and the last element moves to the front
  * while the front has been traced and the back not yet. */
@@ -781,8 +781,11 @@ static void test_pretenured_black(void) {
     }
     CHECK_OK(iso_scope_close(&in));
     if (iso_gc_cycle(iso) == ISO_GC_CYCLE_MARKING) {
-      CHECK_OK(iso_gc_step(iso, 2048));
-      if (iso_gc_cycle(iso) != ISO_GC_CYCLE_MARKING) ended_meanwhile = true;
+      CHECK_OK(iso_gc_step(iso, 8192));
+      if (iso_gc_cycle(iso) != ISO_GC_CYCLE_MARKING) {
+        ended_meanwhile = true;
+        printf("# marking ended after %d pairs\n", i + 64);
+      }
     }
   }
   finish_cycle(iso);
