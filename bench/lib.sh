@@ -21,6 +21,9 @@ bench_out_dir() { # keep
   if [[ -n $1 ]]; then
     mkdir -p "$1"
     out_dir=$(cd "$1" && pwd)
+    # The figures are medians of the JSON lines in this directory: lines
+    # of an earlier run kept here would count again.
+    rm -f "$out_dir"/*.json
   else
     out_dir=$(mktemp -d)
     trap 'rm -rf "$out_dir"' EXIT
