@@ -179,7 +179,7 @@ static size_t take_ring(gc_marking *m, gc_marker *mk) {
  * left (in l, the shared worklist and the ring). Returns the work done,
  * less than budget only when nothing was left.
  *
- * Work counts the bytes traced and GC_SHADE_WORK for each reference
+ * Work counts the bytes traced and SHADE_WORK for each reference
  * shaded: the cost of marking is its cache misses, one for the header of
  * each grey object and one for the mark bit of each reference, and a slice
  * of a long array of references is 8 bytes traced per miss where a small
@@ -193,7 +193,7 @@ static size_t take_ring(gc_marking *m, gc_marker *mk) {
  * headers prefetched, and are traced MARK_PREFETCH pops later, so that
  * many misses are in flight at once. */
 #define MARK_PREFETCH 16
-#define GC_SHADE_WORK 32
+#define SHADE_WORK 32
 
 static size_t drain(iso_isolate *iso, gc_worklist_local *l, size_t budget,
                     const int *cancel) {
@@ -234,7 +234,7 @@ static size_t drain(iso_isolate *iso, gc_worklist_local *l, size_t budget,
       if (cancel && thr_load_relaxed(cancel)) break;
       take_ring(m, &mk);
     }
-    if (bytes + mk.refs * GC_SHADE_WORK >= budget) break;
+    if (bytes + mk.refs * SHADE_WORK >= budget) break;
   }
   /* Grey objects still waiting go back to the worklist, after the
    * references waiting to be shaded. */
@@ -245,7 +245,7 @@ static size_t drain(iso_isolate *iso, gc_worklist_local *l, size_t budget,
     count--;
   }
   thr_fetch_add_relaxed(&m->marked_bytes, bytes - reported);
-  return bytes + mk.refs * GC_SHADE_WORK;
+  return bytes + mk.refs * SHADE_WORK;
 }
 
 /* Wakes the GC threads for work of iso's, unless none of them may help a
