@@ -141,7 +141,9 @@ bool gc_threads_may_serve(iso_runtime *rt, unsigned index, iso_isolate *iso) {
 
 void gc_threads_notify(iso_runtime *rt) {
   gc_thread_pool *g = &rt->gc;
-  if (!gc_threads_running(rt)) return;
+  /* Not gc_threads_running(): threads being started already look for
+   * work, and one that looked before this notification must see it. */
+  if (g->wanted == 0) return;
   pthread_mutex_lock(&g->lock);
   g->seq++;
   pthread_cond_broadcast(&g->cond);
