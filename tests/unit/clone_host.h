@@ -66,4 +66,11 @@ static iso_handle host_read(void *ctx, iso_isolate *iso, iso_clone_reader *r) {
   return rec;
 }
 
+/* The host's delegate, logging into *log (cleared). */
+static inline iso_clone_delegate host_delegate(host_log *log) {
+  memset(log, 0, sizeof *log);
+  iso_clone_delegate d = {sizeof d, host_write, host_read, log};
+  return d;
+}
+
 #endif /* UNIT_CLONE_HOST_H */

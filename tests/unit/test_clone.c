@@ -651,8 +651,7 @@ static void test_shared_array_buffers(void) {
 static void test_delegates(void) {
   iso_isolate *iso = new_isolate(), *other = new_isolate();
   host_log log;
-  memset(&log, 0, sizeof log);
-  iso_clone_delegate d = {sizeof d, host_write, host_read, &log};
+  iso_clone_delegate d = host_delegate(&log);
   int target = 5;
   iso_handle ext = iso_external_new(iso, &target, NULL, NULL);
   CHECK(iso_external_value(iso_get(ext)) == &target);

@@ -168,8 +168,7 @@ static void test_messages(void) {
 static void test_out_of_line_copies(void) {
   iso_isolate *iso = new_isolate(), *other = new_isolate();
   host_log log;
-  memset(&log, 0, sizeof log);
-  iso_clone_delegate d = {sizeof d, host_write, host_read, &log};
+  iso_clone_delegate d = host_delegate(&log);
   /* Sizes around the threshold (64 KiB) and a big one. */
   const size_t sizes[] = {(size_t)64 << 10, ((size_t)64 << 10) - 1,
                           (size_t)1 << 20, 300000};
