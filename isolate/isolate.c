@@ -63,7 +63,7 @@ iso_isolate *iso_isolate_new(iso_runtime *rt, const iso_isolate_params *p) {
   iso->inl.handle_limit = iso->hfirst->slots + ISOLATE_HANDLE_BLOCK_SLOTS;
   iso_scope_open(iso, &iso->root_scope);
   if (gc_heap_init(iso, &params) != ISO_OK) goto fail;
-  thr_store_relaxed(&iso->active_ms, isolate_coarse_ms());
+  isolate_stamp_active(iso);
   gc_registry_add(rt, iso);
   thr_fetch_add_acq_rel(&rt->isolate_count, (size_t)1);
   return iso;

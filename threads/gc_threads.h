@@ -15,17 +15,25 @@
 #include <urcu/list.h>
 
 typedef struct gc_thread_pool {
-  pthread_mutex_t lock; /* guards all but running */
+  /* Guards count, tids, args, seq and stop. wanted and cores are set by
+   * gc_threads_configure and only read after; running and help_active
+   * are atomics read without it. */
+  pthread_mutex_t lock;
   pthread_cond_t cond;  /* signalled when seq moves or stop is set */
   unsigned wanted;      /* threads to start; 0: none */
-  unsigned count;       /* started */
+  /* Threads started. gc_threads_start creates them holding the lock,
+   * before it sets running, and they walk the registry at once, so
+   * gc_registry_remove asks count (under the lock), not running, whether
+   * a grace period is needed. */
+  unsigned count;
   pthread_t *tids;
   uint64_t seq;         /* notifications so far */
   bool stop;
   int running;          /* atomic: threads were started */
   unsigned cores;       /* iso_runtime_params.cores */
-  /* Whether GC thread 0 may work for active isolates, as the GC threads
-   * last found it; atomic (Note [GC threads and spare cores]). */
+  /* Whether GC threads may work for active isolates, as GC thread 0 last
+   * found it when looking for work (the only writer); the owners read it
+   * at safepoints. Atomic (Note [GC threads and spare cores]). */
   int help_active;
   struct gc_thread_arg *args; /* one per thread: its index */
 } gc_thread_pool;
