@@ -186,7 +186,10 @@ static size_t take_ring(gc_marking *m, gc_marker *mk) {
  * object is 32 or more. Counted in bytes alone, a 128 KiB assist that met
  * slices of old_churn's 4,000,000-element array shaded some 16,000
  * references anywhere in the heap and lasted 1 to 2.5 ms instead of a
- * fraction of one. The pacing (marked_bytes) still counts bytes.
+ * fraction of one. The pacing counts work too (marked_work): the slices
+ * of a long array, traced first (Note [Scanned prefix] in barrier.c),
+ * shade much and trace few bytes, and counted in bytes they looked like
+ * a marking falling behind (2,800 assists in five seconds of old_churn).
  *
  * Marking is bound by cache misses on the headers of grey objects, which
  * lie anywhere in the heap: popped objects wait in a small FIFO, their
@@ -195,42 +198,67 @@ static size_t take_ring(gc_marking *m, gc_marker *mk) {
 #define MARK_PREFETCH 16
 #define SHADE_WORK 32
 
+/* Adds what a drain traced since its last report to the cycle's bytes
+ * (the live-size estimate) and work (Note [Pacing]). */
+static void report_progress(gc_marking *m, size_t bytes, size_t refs,
+                            size_t *reported, size_t *reported_refs) {
+  thr_fetch_add_relaxed(&m->marked_bytes, bytes - *reported);
+  thr_fetch_add_relaxed(&m->marked_work, bytes - *reported +
+                                             (refs - *reported_refs) *
+                                                 SHADE_WORK);
+  *reported = bytes;
+  *reported_refs = refs;
+}
+
 static size_t drain(iso_isolate *iso, gc_worklist_local *l, size_t budget,
                     const int *cancel) {
   gc_marking *m = &iso->heap.marking;
   const gc_type *types = iso->rt->types;
-  size_t bytes = 0, objects = 0, reported = 0;
+  size_t bytes = 0, objects = 0, reported = 0, reported_refs = 0;
   iso_value fifo[MARK_PREFETCH];
   unsigned head = 0, count = 0;
   gc_marker mk;
   mk.wl = l;
   mk.head = mk.count = 0;
   mk.refs = 0;
+  mk.epoch = (uint64_t)thr_load_relaxed(&m->epoch) << 32;
+  mk.next = 0;
+  size_t slice_first = thr_load_relaxed(&m->slice_first_segments);
   for (;;) {
-    while (count < MARK_PREFETCH) {
-      iso_value o = gc_worklist_pop(l);
-      if (!o) break;
-      __builtin_prefetch((void *)(uintptr_t)(o & ~(iso_value)7));
-      fifo[(head + count++) % MARK_PREFETCH] = o;
+    /* Note [Scanned prefix] in barrier.c: a long large object's slices
+     * are traced one after another while the worklist has room for what
+     * they shade. */
+    iso_value o = mk.next;
+    mk.next = 0;
+    if (o && thr_load_relaxed(&m->wl.full_count) >= slice_first) {
+      gc_worklist_push(l, o);
+      o = 0;
     }
-    if (count == 0) {
-      /* Note [Two-stage prefetch] in mark.c: the waiting references may
-       * be grey objects yet. */
-      if (mk.count) {
-        gc_mark_flush(&mk);
+    while (!o && count < MARK_PREFETCH) {
+      iso_value g = gc_worklist_pop(l);
+      if (!g) break;
+      __builtin_prefetch((void *)(uintptr_t)(g & ~(iso_value)7));
+      fifo[(head + count++) % MARK_PREFETCH] = g;
+    }
+    if (!o) {
+      if (count == 0) {
+        /* Note [Two-stage prefetch] in mark.c: the waiting references
+         * may be grey objects yet. */
+        if (mk.count) {
+          gc_mark_flush(&mk);
+          continue;
+        }
+        if (take_ring(m, &mk) == 0) break;
         continue;
       }
-      if (take_ring(m, &mk) == 0) break;
-      continue;
+      o = fifo[head];
+      head = (head + 1) % MARK_PREFETCH;
+      count--;
     }
-    iso_value o = fifo[head];
-    head = (head + 1) % MARK_PREFETCH;
-    count--;
     bytes += gc_mark_trace(types, &mk, o);
     if (++objects % CANCEL_CHECK_EVERY == 0) {
       /* Progress shows as it is made: the owner's pacing reads it. */
-      thr_fetch_add_relaxed(&m->marked_bytes, bytes - reported);
-      reported = bytes;
+      report_progress(m, bytes, mk.refs, &reported, &reported_refs);
       if (cancel && thr_load_relaxed(cancel)) break;
       take_ring(m, &mk);
     }
@@ -238,13 +266,14 @@ static size_t drain(iso_isolate *iso, gc_worklist_local *l, size_t budget,
   }
   /* Grey objects still waiting go back to the worklist, after the
    * references waiting to be shaded. */
+  if (mk.next) gc_worklist_push(l, mk.next);
   gc_mark_flush(&mk);
   while (count) {
     gc_worklist_push(l, fifo[head]);
     head = (head + 1) % MARK_PREFETCH;
     count--;
   }
-  thr_fetch_add_relaxed(&m->marked_bytes, bytes - reported);
+  report_progress(m, bytes, mk.refs, &reported, &reported_refs);
   return bytes + mk.refs * SHADE_WORK;
 }
 
@@ -365,6 +394,7 @@ static void finish_marking(iso_isolate *iso, bool on_owner) {
   uint64_t t1 = isolate_now_ns();
   m->cycles++;
   m->last_marked = thr_load_relaxed(&m->marked_bytes);
+  m->last_work = thr_load_relaxed(&m->marked_work);
   m->last_alloc = (size_t)(h->old.allocated - m->alloc_at_start);
   if (on_owner && !h->in_gc) {
     gc_pause_record(iso, GC_PAUSE_MARKING, (double)(t1 - t0) / 1e6);
@@ -395,6 +425,11 @@ void gc_marking_start(iso_isolate *iso, gc_reason reason) {
   m->cycle_bg_mark_ns = thr_load_relaxed(&m->bg_mark_ns);
   m->cycle_bg_sweep_ns = thr_load_relaxed(&m->bg_sweep_ns);
   thr_store_relaxed(&m->marked_bytes, (size_t)0);
+  thr_store_relaxed(&m->marked_work, (size_t)0);
+  /* Note [Scanned prefix] in barrier.c. 0 is no epoch (a new page). */
+  thr_store_relaxed(&m->epoch, m->epoch + 1 ? m->epoch + 1 : 1u);
+  size_t segs = gc_old_used(h) / 16 / sizeof(gc_segment);
+  thr_store_relaxed(&m->slice_first_segments, segs > 64 ? segs : 64);
   pthread_mutex_lock(&m->lock);
   set_state(m, ISO_GC_CYCLE_MARKING);
   pthread_mutex_unlock(&m->lock);
@@ -407,9 +442,9 @@ void gc_marking_start(iso_isolate *iso, gc_reason reason) {
   /* Note [Pacing]: the work is what the last marking traced (before the
    * first, all that is in use). */
   m->alloc_at_start = h->old.allocated;
-  m->expected_work = m->last_marked ? m->last_marked : gc_old_used(h);
-  m->allowance =
-      m->expected_work > MIN_ALLOWANCE ? m->expected_work : MIN_ALLOWANCE;
+  size_t live = m->last_marked ? m->last_marked : gc_old_used(h);
+  m->expected_work = m->last_work ? m->last_work : live;
+  m->allowance = live > MIN_ALLOWANCE ? live : MIN_ALLOWANCE;
   notify_helpers(iso);
 }
 
@@ -479,9 +514,9 @@ size_t gc_marking_step(iso_isolate *iso, size_t budget) {
  * as it expects to trace, the last cycle's marked bytes; at least
  * MIN_ALLOWANCE) before it must be done. GC threads do the marking; the
  * owner only checks, at each safepoint, that they keep that pace: when
- * the marked bytes lag behind
+ * the work done (marked_work, in drain's units) lags behind
  *     allocated since the start * expected_work / allowance
- * it assists with a step of ASSIST_STEP bytes (a fraction of a
+ * where expected_work is the last marking's work, it assists with a step of ASSIST_STEP bytes (a fraction of a
  * millisecond), and again at the next safepoint if it still lags. So an
  * isolate whose GC threads keep up never pauses to mark, and one that
  * allocates faster than they trace is slowed to their pace in short
@@ -494,7 +529,7 @@ static bool marking_behind(gc_heap *h) {
   gc_marking *m = &h->marking;
   uint64_t alloc = h->old.allocated - m->alloc_at_start;
   double due = (double)alloc * (double)m->expected_work / (double)m->allowance;
-  return (double)thr_load_relaxed(&m->marked_bytes) < due;
+  return (double)thr_load_relaxed(&m->marked_work) < due;
 }
 
 void gc_marking_poll(iso_isolate *iso) {

@@ -138,12 +138,15 @@ typedef struct gc_marker {
   gc_worklist_local *wl;
   iso_value pending[GC_SHADE_AHEAD];
   unsigned head, count;
-  size_t refs; /* references given to gc_mark_shade_later */
+  size_t refs;       /* references given to gc_mark_shade_later */
+  uint64_t epoch;    /* the marking's epoch << 32, for gc_page.scan_mark */
+  iso_value next;    /* the slice to trace next (gc_mark_trace), or 0 */
 } gc_marker;
 
 /* Shades the referents of grey object o, or of the slice that o names;
  * returns the bytes traced (o's size for an object). Some referents may
- * wait in mk->pending: gc_mark_flush shades them. */
+ * wait in mk->pending: gc_mark_flush shades them. A long large object's
+ * next slice is left in mk->next, for the caller to trace or push. */
 size_t gc_mark_trace(const gc_type *types, gc_marker *mk, iso_value o);
 /* Shades every reference waiting in mk. */
 void gc_mark_flush(gc_marker *mk);
@@ -164,8 +167,10 @@ static inline void gc_mark_shade_later(gc_marker *mk, iso_value v) {
 /* A worklist entry may also name a slice of a long large object: its page
  * (aligned to GC_PAGE_SIZE) with the slice's number k in the bits below,
  * tagged 1 (references are tagged 0). Tracing it traces slots [k*S,
- * (k+1)*S) for S = GC_MARK_SLICE_SLOTS and pushes slice k+1; the last
- * number that fits traces all the rest. */
+ * (k+1)*S) for S = GC_MARK_SLICE_SLOTS and leaves slice k+1 in the
+ * marker's next; the last number that fits traces all the rest. Only the
+ * marker holding slice k+1 traces it, so the slices of an object are
+ * traced in order, one at a time, and its scan_mark only grows. */
 #define GC_MARK_SLICE_SLOTS 1024u
 #define GC_MARK_SLICE_MAX ((GC_PAGE_SIZE >> 3) - 1)
 static inline iso_value gc_mark_slice_entry(gc_page *p, size_t k) {

@@ -144,6 +144,7 @@ typedef struct gc_marking {
   ck_ring_t ring;       /* barrier: owner enqueues, markers dequeue */
   ck_ring_buffer_t *ring_buf;
   size_t marked_bytes;  /* atomic: bytes traced this cycle */
+  size_t marked_work;   /* atomic: work done this cycle (drain) */
   uint64_t bg_mark_ns, bg_sweep_ns; /* atomic: GC-thread time, in total */
   /* Sweeping: the pages to sweep, fixed when marking ends. GC threads
    * claim indexes with sweep_next; each page's sweep_state says who has
@@ -171,6 +172,7 @@ typedef struct gc_marking {
   uint64_t alloc_at_start;
   size_t expected_work, allowance;
   size_t last_marked;      /* marked_bytes of the last completed marking */
+  size_t last_work;        /* marked_work of the last completed marking */
   size_t last_alloc;       /* old allocation during the last marking */
   double cycle_pause_ms;   /* this cycle's pauses, for the trace line */
   uint64_t cycle_bg_mark_ns, cycle_bg_sweep_ns;
@@ -179,6 +181,12 @@ typedef struct gc_marking {
   bool finished_elsewhere; /* marking ended on a GC thread: the owner
                               reports it at its next safepoint */
   uint64_t cycles;         /* completed */
+  /* The marking's number for gc_page.scan_mark: written by the owner
+   * before the state says marking, read by markers; never 0. */
+  uint32_t epoch;
+  /* Published worklist segments below which a marker scans a long large
+   * object's slices one after another (Note [Scanned prefix]). */
+  size_t slice_first_segments;
 } gc_marking;
 
 typedef struct gc_heap {

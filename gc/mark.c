@@ -80,16 +80,19 @@ static iso_value *large_slots(const gc_type *types, gc_page *p, size_t *n) {
 }
 
 /* Traces slice k of the object of large page p (gc_mark_slice_entry),
- * its slots [from, n), and pushes the next slice. */
+ * its slots [from, n), says so in the page's scan_mark and leaves the
+ * next slice in mk->next. The store is a release after the slots' loads:
+ * a barrier that sees it (acquire) overwrites a slot only after this
+ * marker read it, and the value it read waits in mk->pending or is
+ * shaded already (Note [Scanned prefix] in barrier.c). */
 static size_t trace_slice(gc_marker *mk, gc_page *p, size_t k,
                           iso_value *slots, size_t n) {
   size_t from = k * GC_MARK_SLICE_SLOTS, to = from + GC_MARK_SLICE_SLOTS;
-  if (to >= n || k + 1 > GC_MARK_SLICE_MAX) {
-    to = n;
-  } else {
-    gc_worklist_push(mk->wl, gc_mark_slice_entry(p, k + 1));
-  }
+  bool last = to >= n || k + 1 > GC_MARK_SLICE_MAX;
+  if (last) to = n;
   shade_slots(mk, slots + from, slots + to);
+  thr_store_release(&p->scan_mark, mk->epoch | (uint64_t)to);
+  if (!last) mk->next = gc_mark_slice_entry(p, k + 1);
   return (to - from) * 8;
 }
 
@@ -107,12 +110,12 @@ size_t gc_mark_trace(const gc_type *types, gc_marker *mk, iso_value o) {
   size_t n = gc_slots_from_header(types, hdr, size);
   iso_value *slots = gc_slots(o);
   gc_page *p = gc_page_of(gc_obj(o));
-  if (n > GC_MARK_SLICE_SLOTS &&
-      (thr_load_relaxed(&p->flags) & GC_PAGE_LARGE)) {
-    /* A long large object is traced in slices, so that a marker returns
-     * to the barrier's ring between them and other markers can take the
-     * rest. (Objects of normal pages are short enough to trace whole.) */
-    return 8 + trace_slice(mk, p, 0, slots, n);
+  if (thr_load_relaxed(&p->flags) & GC_PAGE_LARGE) {
+    /* A large object is traced in slices, so that a marker returns to
+     * the barrier's ring between them and can stop within a budget.
+     * (Objects of normal pages are short enough to trace whole.) */
+    size_t traced = trace_slice(mk, p, 0, slots, n);
+    return n > GC_MARK_SLICE_SLOTS ? 8 + traced : size;
   }
   shade_slots(mk, slots, slots + n);
   return size;

@@ -97,6 +97,7 @@ static void page_init(gc_page *p, iso_isolate *owner, uint32_t flags,
   p->rset_index = 0;
   p->committed = true;
   p->scratch = 0;
+  thr_store_relaxed(&p->scan_mark, (uint64_t)0); /* no epoch is 0 */
   /* Release: a marker thread that masks an address of this page and reads
    * the flags sees the fields above. */
   thr_store_release(&p->flags, flags);

@@ -70,6 +70,11 @@ typedef struct gc_page {
   size_t free_bytes;
   struct gc_page *chain_next; /* adopted, chain not used yet (gc/old.c) */
   size_t object_size;  /* large pages: the object's exact size in bytes */
+  /* Large pages: how far marking has scanned the object, as (epoch << 32)
+   * | slots: in the owner's marking epoch, slots [0, slots) were read by a
+   * marker (Note [Scanned prefix] in barrier.c). Markers store it
+   * (release), the owner's barrier loads it (acquire). */
+  uint64_t scan_mark;
   /* Listed in the owner's heap.rset_pages at rset_index - 1 (some
    * rsetbits may be set); 0: not listed, no bit set. Owner only. */
   uint32_t rset_index;

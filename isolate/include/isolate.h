@@ -951,6 +951,8 @@ ISO_API iso_status iso_inl_record_set_slow(iso_isolate *iso, iso_value r,
 ISO_API void iso_inl_barrier_slow(iso_isolate *iso, iso_value host,
                                   iso_value *slot, iso_value old,
                                   iso_value v);
+ISO_API void iso_inl_store_marking(iso_isolate *iso, iso_value host,
+                                   iso_value *slot, iso_value v);
 
 ISO_INLINE iso_value iso_get(iso_handle h) { return *h; }
 ISO_INLINE void iso_handle_set(iso_handle h, iso_value v) { *h = v; }
@@ -1021,9 +1023,7 @@ ISO_INLINE void iso_inl_store(iso_isolate *iso, iso_value host,
   if (ISO_UNLIKELY(ISO_INL(iso)->barrier_flags != 0)) {
     /* Marking: the overwritten value is shaded. Only then is it read: a
      * store alone to a slot not in cache does not stall, a load does. */
-    iso_value old = __atomic_load_n(slot, __ATOMIC_RELAXED);
-    __atomic_store_n(slot, v, __ATOMIC_RELEASE);
-    iso_inl_barrier_slow(iso, host, slot, old, v);
+    iso_inl_store_marking(iso, host, slot, v);
     return;
   }
   /* Release: a GC thread that reads v (acquire) sees the object's
