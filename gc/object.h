@@ -52,7 +52,7 @@ enum {
   GC_TYPE_DOUBLE = 2,       /* raw: double */
   GC_TYPE_STRING = 3,       /* raw: gc_string_raw then bytes, NUL */
   GC_TYPE_FIXED_ARRAY = 4,  /* every word is a slot */
-  GC_TYPE_ARRAY = 5,        /* slots: elements (fixed array), length (smi) */
+  GC_TYPE_ARRAY = 5,        /* slots: elements, length, inline elements */
   GC_TYPE_MAP = 6,          /* slots: see isolate/map.c */
   GC_TYPE_ARRAY_BUFFER = 7, /* raw: gc_extern pointer */
   GC_TYPE_TYPED_ARRAY = 8,  /* slot: buffer; raw: gc_typed_array_raw */
@@ -67,8 +67,10 @@ enum {
  *   DOUBLE        no slots; raw 8 bytes: the double
  *   STRING        no slots; raw gc_string_raw, then the bytes and a NUL
  *   FIXED_ARRAY   every word after the header is a slot
- *   ARRAY         GC_ARRAY_SLOTS: [0] elements (fixed array, or undefined
- *                 when empty), [1] length (small integer)
+ *   ARRAY         every word after the header is a slot: [0] elements (a
+ *                 fixed array, or undefined: inline), [1] length (small
+ *                 integer), then room for inline elements (isolate/array.c);
+ *                 GC_ARRAY_SLOTS counts the first two
  *   MAP           GC_MAP_SLOTS tagged slots, laid out by isolate/map.c
  *   ARRAY_BUFFER  no slots; raw 8 bytes: its gc_extern pointer
  *   TYPED_ARRAY   1 slot: the buffer; raw gc_typed_array_raw

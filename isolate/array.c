@@ -1,16 +1,22 @@
 /*
  * Arrays: growable and dense.
  *
- * Layout: an array object (GC_TYPE_ARRAY) has GC_ARRAY_SLOTS slots:
+ * Layout: an array object (GC_TYPE_ARRAY) is all slots:
  *   [0] elements: a fixed array (GC_TYPE_FIXED_ARRAY) whose word count is
- *       the capacity, or undefined while the capacity is 0;
- *   [1] length: a small integer.
+ *       the capacity, or undefined when the elements are inline;
+ *   [1] length: a small integer;
+ *   [2..] inline elements: an array made with at most ARRAY_INLINE_MAX
+ *       elements has room for them in the object itself (none for one
+ *       made empty), so a small array is one object, not two.
+ * The elements live inline while [0] is undefined (the capacity is then
+ * the inline room) and in the fixed array once one was needed.
  *
  * Invariants:
  * - 0 <= length <= capacity <= ARRAY_MAX.
  * - Every element at an index >= length is undefined, so growing within
  *   the capacity only raises the length, and a truncated tail keeps no
- *   garbage alive.
+ *   garbage alive; every inline slot is undefined while [0] is a fixed
+ *   array.
  * - The elements array belongs to one array; it is replaced, never shared,
  *   when it grows (by half again, so pushes cost O(1) amortised).
  */
@@ -20,8 +26,11 @@
 
 #define ARRAY_MAX ((size_t)1 << 28)
 #define ARRAY_MIN_CAPACITY 4u
+/* The most elements a new array keeps inline (a 64-byte object with 8
+ * bytes of header and two of its own slots). */
+#define ARRAY_INLINE_MAX 5u
 
-enum { ARRAY_ELEMENTS = 0, ARRAY_LENGTH = 1 };
+enum { ARRAY_ELEMENTS = 0, ARRAY_LENGTH = 1, ARRAY_INLINE = 2 };
 
 static bool array_check(iso_value a, const char *fn) {
   if (gc_is_kind(a, GC_TYPE_ARRAY)) return true;
@@ -38,26 +47,43 @@ static inline iso_value array_elements(iso_value a) {
   return gc_slot_load(a, ARRAY_ELEMENTS);
 }
 
-static inline size_t array_capacity(iso_value a) {
+/* The object that holds the elements and the slot index of element 0. */
+static inline iso_value array_host(iso_value a, size_t *base) {
   iso_value e = array_elements(a);
-  return iso_is_ref(e) ? gc_object_size(e) / 8 - 1 : 0;
+  *base = iso_is_ref(e) ? 0 : ARRAY_INLINE;
+  return iso_is_ref(e) ? e : a;
 }
 
-static inline void array_set_length(iso_isolate *iso, iso_value a,
-                                    size_t n) {
+static inline size_t array_inline_room(iso_value a) {
+  return gc_object_size(a) / 8 - 1 - ARRAY_INLINE;
+}
+
+static inline size_t array_capacity(iso_value a) {
+  iso_value e = array_elements(a);
+  return iso_is_ref(e) ? gc_object_size(e) / 8 - 1 : array_inline_room(a);
+}
+
+iso_value *isolate_array_slots(iso_value a) {
+  size_t base;
+  iso_value host = array_host(a, &base);
+  return gc_slots(host) + base;
+}
+
+static inline void array_set_length(iso_isolate *iso, iso_value a, size_t n) {
   gc_write(iso, a, ARRAY_LENGTH, iso_smi((int64_t)n));
 }
 
-/* Copies n slots from src into dst, a fixed array allocated since the last
- * possible GC. A young dst needs no barrier; an old one (a large object)
- * must remember the young values it receives. */
+/* Copies n slots from src (from slot base) into dst, a fixed array
+ * allocated since the last possible GC. A young dst needs no barrier; an
+ * old one (a large object) must remember the young values it receives. */
 static void slots_copy_fresh(iso_isolate *iso, iso_value dst, iso_value src,
-                             size_t n) {
+                             size_t base, size_t n) {
   if (gc_page_of(gc_obj(dst))->flags & GC_PAGE_YOUNG) {
     for (size_t i = 0; i < n; i++)
-      gc_slot_init(dst, i, gc_slot_load(src, i));
+      gc_slot_init(dst, i, gc_slot_load(src, base + i));
   } else {
-    for (size_t i = 0; i < n; i++) gc_write(iso, dst, i, gc_slot_load(src, i));
+    for (size_t i = 0; i < n; i++)
+      gc_write(iso, dst, i, gc_slot_load(src, base + i));
   }
 }
 
@@ -67,13 +93,19 @@ static iso_status array_reserve(iso_isolate *iso, iso_handle ha, size_t cap,
                                 const char *fn) {
   if (cap > ARRAY_MAX)
     return isolate_fail(ISO_ERR_RANGE,
-                        "%s: %zu elements is more than the limit of 2^28",
-                        fn, cap);
+                        "%s: %zu elements is more than the limit of 2^28", fn,
+                        cap);
   iso_value e = gc_alloc(iso, GC_TYPE_FIXED_ARRAY, 8 + 8 * cap);
   if (e == 0) return ISO_ERR_OUT_OF_MEMORY; /* gc_alloc set the message */
   iso_value a = iso_get(ha); /* the allocation may have moved it */
-  iso_value old = array_elements(a);
-  if (iso_is_ref(old)) slots_copy_fresh(iso, e, old, array_length(a));
+  size_t base, len = array_length(a);
+  iso_value old = array_host(a, &base);
+  slots_copy_fresh(iso, e, old, base, len);
+  /* Inline slots left behind would keep their values alive; cleared
+   * through the barrier, which shades them while a cycle marks. */
+  if (old == a)
+    for (size_t i = 0; i < len; i++)
+      gc_write(iso, a, ARRAY_INLINE + i, ISO_UNDEFINED);
   gc_write(iso, a, ARRAY_ELEMENTS, e);
   return ISO_OK;
 }
@@ -94,6 +126,13 @@ iso_handle iso_array_new(iso_isolate *iso, size_t length) {
                              "iso_array_new: length %zu is more than the "
                              "limit of 2^28",
                              length);
+  if (length != 0 && length <= ARRAY_INLINE_MAX) {
+    /* One object; its slots are undefined already. */
+    iso_value a = gc_alloc(iso, GC_TYPE_ARRAY, 8 + 8 * (ARRAY_INLINE + length));
+    if (a == 0) return NULL;
+    gc_slot_init(a, ARRAY_LENGTH, iso_smi((int64_t)length));
+    return iso_handle_new(iso, a);
+  }
   iso_scope s;
   iso_scope_open(iso, &s);
   iso_value a = gc_alloc(iso, GC_TYPE_ARRAY, 8 + 8 * GC_ARRAY_SLOTS);
@@ -132,7 +171,9 @@ iso_handle iso_array_get(iso_isolate *iso, iso_value a, size_t i) {
                              "iso_array_get: index %zu is past the end "
                              "(length %zu)",
                              i, len);
-  return iso_handle_new(iso, gc_slot_load(array_elements(a), i));
+  size_t base;
+  iso_value host = array_host(a, &base);
+  return iso_handle_new(iso, gc_slot_load(host, base + i));
 }
 
 /* Appends v, growing the elements when full. a has been checked. */
@@ -150,28 +191,31 @@ static iso_status array_append(iso_isolate *iso, iso_value a, iso_value v,
     iso_scope_open(iso, &s);
     iso_handle ha = iso_handle_new(iso, a);
     iso_handle hv = iso_handle_new(iso, v);
-    iso_status st = ha && hv ? array_reserve(iso, ha,
-                                             array_grown_capacity(cap, len + 1),
-                                             fn)
-                             : ISO_ERR_OUT_OF_MEMORY;
+    iso_status st =
+        ha && hv
+            ? array_reserve(iso, ha, array_grown_capacity(cap, len + 1), fn)
+            : ISO_ERR_OUT_OF_MEMORY;
     a = ha ? iso_get(ha) : a;
     v = hv ? iso_get(hv) : v;
     iso_scope_close(&s);
     if (st != ISO_OK) return st;
   }
-  gc_write(iso, array_elements(a), len, v);
+  size_t base;
+  iso_value host = array_host(a, &base);
+  gc_write(iso, host, base + len, v);
   array_set_length(iso, a, len + 1);
   return ISO_OK;
 }
 
-iso_status iso_array_set(iso_isolate *iso, iso_value a, size_t i,
-                         iso_value v) {
+iso_status iso_array_set(iso_isolate *iso, iso_value a, size_t i, iso_value v) {
   iso_status st = ISOLATE_CHECK(iso);
   if (st != ISO_OK) return st;
   if (!array_check(a, __func__)) return ISO_ERR_TYPE;
   size_t len = array_length(a);
   if (i < len) {
-    gc_write(iso, array_elements(a), i, v);
+    size_t base;
+    iso_value host = array_host(a, &base);
+    gc_write(iso, host, base + i, v);
     return ISO_OK;
   }
   if (i > len)
@@ -194,18 +238,18 @@ iso_handle iso_array_pop(iso_isolate *iso, iso_value a) {
   if (!array_check(a, __func__)) return NULL;
   size_t len = array_length(a);
   if (len == 0) return iso_handle_new(iso, ISO_UNDEFINED);
-  iso_value e = array_elements(a);
-  iso_value v = gc_slot_load(e, len - 1);
+  size_t base;
+  iso_value host = array_host(a, &base);
+  iso_value v = gc_slot_load(host, base + len - 1);
   /* Handles never allocate in the heap, so v and a stay valid here. */
   iso_handle h = iso_handle_new(iso, v);
   if (h == NULL) return NULL;
-  gc_write(iso, e, len - 1, ISO_UNDEFINED);
+  gc_write(iso, host, base + len - 1, ISO_UNDEFINED);
   array_set_length(iso, a, len - 1);
   return h;
 }
 
-iso_status iso_array_set_length(iso_isolate *iso, iso_value a,
-                                size_t length) {
+iso_status iso_array_set_length(iso_isolate *iso, iso_value a, size_t length) {
   iso_status st = ISOLATE_CHECK(iso);
   if (st != ISO_OK) return st;
   if (!array_check(a, __func__)) return ISO_ERR_TYPE;
@@ -216,21 +260,22 @@ iso_status iso_array_set_length(iso_isolate *iso, iso_value a,
                         length);
   size_t len = array_length(a);
   if (length < len) {
-    if (length == 0) {
-      /* Drop the whole store: an emptied array should cost nothing. */
+    size_t base;
+    iso_value host = array_host(a, &base);
+    if (length == 0 && host != a) {
+      /* Drop the whole store: an emptied array should cost nothing (its
+       * inline slots, undefined, hold the elements again). */
       gc_write(iso, a, ARRAY_ELEMENTS, ISO_UNDEFINED);
     } else {
-      iso_value e = array_elements(a);
       for (size_t i = length; i < len; i++)
-        gc_write(iso, e, i, ISO_UNDEFINED);
+        gc_write(iso, host, base + i, ISO_UNDEFINED);
     }
   } else if (length > array_capacity(a)) {
     /* Exactly the asked size: a caller that sets a length knows it. */
     iso_scope s;
     iso_scope_open(iso, &s);
     iso_handle ha = iso_handle_new(iso, a);
-    st = ha ? array_reserve(iso, ha, length, __func__)
-            : ISO_ERR_OUT_OF_MEMORY;
+    st = ha ? array_reserve(iso, ha, length, __func__) : ISO_ERR_OUT_OF_MEMORY;
     if (ha) a = iso_get(ha);
     iso_scope_close(&s);
     if (st != ISO_OK) return st;

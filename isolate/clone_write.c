@@ -661,18 +661,17 @@ static inline bool write_leaf(iso_clone_writer *w, iso_value v) {
   return true;
 }
 
-/* Where the children of an array or record are: consecutive slots of
- * *base from index 0, of which *avail exist now (an array may have been
- * shortened by a delegate; missing elements are written as undefined). */
+/* Where the children of an array or record are: consecutive slots from
+ * *base, of which *avail exist now (an array may have been shortened by a
+ * delegate; missing elements are written as undefined). */
 static inline void child_slots(iso_value obj, uint32_t t, uint64_t n,
-                               iso_value *base, uint64_t *avail) {
+                               iso_value **base, uint64_t *avail) {
   if (t == GC_TYPE_ARRAY) {
-    iso_value e = gc_slot_load(obj, 0);
     uint64_t len = (uint64_t)iso_smi_value(gc_slot_load(obj, 1));
-    *base = e;
-    *avail = iso_is_ref(e) ? (len < n ? len : n) : 0;
+    *base = isolate_array_slots(obj);
+    *avail = len < n ? len : n;
   } else {
-    *base = obj;
+    *base = gc_slots(obj);
     *avail = n;
   }
 }
@@ -708,7 +707,7 @@ static iso_status walk(wstate *st, iso_value root) {
     }
     /* An array or a record: run through its slots, leaving the frame
      * only to descend into a container. */
-    iso_value base;
+    iso_value *base;
     uint64_t i = f->i, n = f->n, avail;
     child_slots(obj, t, n, &base, &avail);
     for (;;) {
@@ -716,7 +715,7 @@ static iso_status walk(wstate *st, iso_value root) {
         st->sp--;
         break;
       }
-      child = i < avail ? gc_slot_load(base, i) : ISO_UNDEFINED;
+      child = i < avail ? thr_load_relaxed(&base[i]) : ISO_UNDEFINED;
       i++;
       if (!isolate_clone_writer_reserve(w, LEAF_RESERVE)) return oom(st);
       if (write_leaf(w, child)) continue;

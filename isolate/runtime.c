@@ -88,8 +88,7 @@ iso_runtime *iso_runtime_new(const iso_runtime_params *params) {
            0);
   set_type(rt, GC_TYPE_FIXED_ARRAY, "(elements)", ISO_KIND_INVALID,
            GC_LAYOUT_ALL, 0, 0);
-  set_type(rt, GC_TYPE_ARRAY, "array", ISO_KIND_ARRAY, GC_LAYOUT_FIXED,
-           GC_ARRAY_SLOTS, 0);
+  set_type(rt, GC_TYPE_ARRAY, "array", ISO_KIND_ARRAY, GC_LAYOUT_ALL, 0, 0);
   set_type(rt, GC_TYPE_MAP, "map", ISO_KIND_MAP, GC_LAYOUT_FIXED,
            GC_MAP_SLOTS, 0);
   set_type(rt, GC_TYPE_ARRAY_BUFFER, "ArrayBuffer", ISO_KIND_ARRAY_BUFFER,

@@ -573,8 +573,8 @@ static void test_reachable_survive(void) {
 }
 
 /* Swaps elements i and j of arr through the API (the barrier). */
-static void swap_elements(iso_isolate *iso, iso_handle arr, size_t i,
-                          size_t j, size_t *want) {
+static void swap_elements(iso_isolate *iso, iso_handle arr, size_t i, size_t j,
+                          size_t *want) {
   iso_scope in;
   iso_scope_open(iso, &in);
   iso_handle a = iso_array_get(iso, iso_get(arr), i);
@@ -653,6 +653,86 @@ static void test_long_array_slices(void) {
   }
   CHECK_UEQ(bad, 0);
   CHECK_UEQ(unit_type_count(iso, ty_none.garbage), LONG);
+  CHECK_OK(iso_heap_verify(iso));
+  CHECK_OK(iso_scope_close(&sc));
+  CHECK_OK(iso_isolate_free(iso));
+}
+
+/* Arrays made with up to five elements keep them in the array object
+ * (isolate/array.c); growing one moves them to a new store and clears
+ * the inline slots through the barrier. Here old arrays that the marker
+ * has not scanned (the join only greys the list that holds them) grow
+ * while a cycle marks: their elements, reachable only through them, must
+ * be shaded by those clearing stores, or the sweep frees them (a store
+ * made while marking is black, or young, and is not traced). Fails when
+ * the inline slots are cleared without the barrier. */
+static void test_inline_array_grows_while_marking(void) {
+  enum { ARRAYS = 64 };
+  iso_isolate *iso = new_isolate(rt_none, 0);
+  iso_scope sc;
+  iso_scope_open(iso, &sc);
+  iso_handle list = iso_array_new(iso, 0);
+  size_t elements = 0;
+  for (size_t k = 0; k < ARRAYS; k++) {
+    iso_scope in;
+    iso_scope_open(iso, &in);
+    size_t n = 1 + k % 5;
+    iso_handle a = iso_array_new(iso, n);
+    CHECK(a != NULL);
+    for (size_t i = 0; i < n; i++) {
+      iso_handle g = iso_record_new(iso, ty_none.garbage);
+      CHECK(g != NULL);
+      CHECK_OK(
+          iso_record_set(iso, iso_get(g), 0, iso_smi((int64_t)(k * 8 + i))));
+      CHECK_OK(iso_array_set(iso, iso_get(a), i, iso_get(g)));
+    }
+    CHECK_OK(iso_array_push(iso, iso_get(list), iso_get(a)));
+    elements += n;
+    CHECK_OK(iso_scope_close(&in));
+  }
+  promote(iso);
+  finish_cycle(iso);
+  CHECK_UEQ(unit_type_count(iso, ty_none.garbage), elements);
+  CHECK_OK(iso_gc_start_marking(iso));
+  for (size_t k = 0; k < ARRAYS; k++) {
+    iso_scope in;
+    iso_scope_open(iso, &in);
+    iso_handle a = iso_array_get(iso, iso_get(list), k);
+    CHECK(a != NULL);
+    CHECK_OK(iso_array_push(iso, iso_get(a), iso_smi(-1)));
+    CHECK_OK(iso_scope_close(&in));
+  }
+  finish_cycle(iso);
+  /* Other records take the space of any that were freed. */
+  for (int round = 0; round < 2; round++) {
+    iso_scope in;
+    iso_scope_open(iso, &in);
+    for (size_t i = 0; i < elements * 4; i++) {
+      iso_handle f = iso_record_new(iso, ty_none.filler);
+      CHECK(f != NULL);
+    }
+    CHECK_OK(iso_scope_close(&in));
+    promote(iso);
+    finish_cycle(iso);
+  }
+  CHECK_UEQ(unit_type_count(iso, ty_none.garbage), elements);
+  size_t bad = 0;
+  for (size_t k = 0; k < ARRAYS; k++) {
+    iso_scope in;
+    iso_scope_open(iso, &in);
+    size_t n = 1 + k % 5;
+    iso_value a = iso_get(iso_array_get(iso, iso_get(list), k));
+    CHECK_UEQ(iso_array_length(a), n + 1);
+    for (size_t i = 0; i < n; i++) {
+      iso_handle g = iso_array_get(iso, a, i);
+      if (!g || iso_type_of(iso_get(g)) != ty_none.garbage ||
+          iso_record_slot(iso_get(g), 0) != iso_smi((int64_t)(k * 8 + i)))
+        bad++;
+    }
+    CHECK(iso_get(iso_array_get(iso, a, n)) == iso_smi(-1));
+    CHECK_OK(iso_scope_close(&in));
+  }
+  CHECK_UEQ(bad, 0);
   CHECK_OK(iso_heap_verify(iso));
   CHECK_OK(iso_scope_close(&sc));
   CHECK_OK(iso_isolate_free(iso));
@@ -1052,6 +1132,7 @@ int main(int argc, char **argv) {
     RUN(test_cycles_counter);
     RUN(test_reachable_survive);
     RUN(test_long_array_slices);
+    RUN(test_inline_array_grows_while_marking);
     RUN(test_pretenured_black);
     RUN(test_unreachable_freed);
     RUN(test_free_space_reused);
