@@ -215,6 +215,10 @@ if want old_churn; then
       row "batch_ms $k" "$a" "$b" "$n" "" ""
     fi
   done
+  row "  its CPU time" "$(med $c1 worst_block_cpu_ms)" \
+    "$(med $c2 worst_block_cpu_ms)" "" "(the thread's, in that block)" ""
+  row "  most CPU in a block" "$(med $c1 block_cpu_ms.max)" \
+    "$(med $c2 block_cpu_ms.max)" "" "" ""
   g=$(med gaps max_gap_ms)
   gmax=$(while read -r l; do json_get "$l" max_gap_ms; done \
     <"$out_dir/gaps.json" | sort -g | tail -n 1)

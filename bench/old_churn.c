@@ -28,11 +28,16 @@
  * peak_rss_mb (VmHWM from /proc/self/status: the whole process, live sets
  * included), batch_ms {count, p50, p99, max} over the blocks of every
  * isolate, and pause_ms {count, p50, p99, max} from iso_gc_statistics'
- * `all` pauses. node/old_churn.js is the twin.
+ * `all` pauses. Each block's CPU time on its thread is kept too:
+ * worst_block_cpu_ms is the CPU time of the block with the longest wall
+ * time (the rest of that block is time the thread did not run), and
+ * block_cpu_ms {p50, p99, max} their distribution. node/old_churn.js is
+ * the twin (it reports wall times only).
  */
 #include "bench.h"
 
 #include <pthread.h>
+#include <time.h>
 
 #define PROG "old_churn"
 #define BLOCK 1024
@@ -57,7 +62,8 @@ typedef struct churn_thread {
   unsigned index;
   pthread_t thread;
   uint32_t seed;
-  double *block_ms; /* preallocated, block_cap entries */
+  double *block_ms;     /* preallocated, block_cap entries */
+  double *block_cpu_ms; /* the thread's CPU time in each block */
   size_t block_cap;
   size_t blocks;
   uint64_t replacements;
@@ -66,6 +72,12 @@ typedef struct churn_thread {
   bool truncated; /* block_cap reached before the time was up */
   iso_gc_statistics_t gc;
 } churn_thread;
+
+static double thread_cpu_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
 
 static uint32_t xorshift32(uint32_t *state) {
   uint32_t x = *state;
@@ -172,7 +184,7 @@ static void *churn_main(void *arg) {
   uint32_t rng = t->seed;
   uint64_t records = cfg->records;
   double start = bench_now_s(), deadline = start + cfg->seconds;
-  double prev = start, now = start;
+  double prev = start, now = start, cpu_prev = thread_cpu_s();
   while (t->blocks < t->block_cap) {
     iso_scope scope;
     iso_scope_open(iso, &scope);
@@ -187,8 +199,11 @@ static void *churn_main(void *arg) {
     if (ISO_UNLIKELY(iso_safepoint(iso) != ISO_OK))
       bench_die(PROG, "iso_safepoint");
     now = bench_now_s();
+    double cpu = thread_cpu_s();
+    t->block_cpu_ms[t->blocks] = (cpu - cpu_prev) * 1e3;
     t->block_ms[t->blocks++] = (now - prev) * 1e3;
     prev = now;
+    cpu_prev = cpu;
     if (now >= deadline) break;
   }
   t->truncated = now < deadline;
@@ -310,7 +325,9 @@ int main(int argc, char **argv) {
     t->seed = isolate_seed(cfg.seed, i);
     t->block_cap = cap;
     t->block_ms = malloc(cap * sizeof *t->block_ms);
-    if (t->block_ms == NULL) bench_die(PROG, "malloc");
+    t->block_cpu_ms = malloc(cap * sizeof *t->block_cpu_ms);
+    if (t->block_ms == NULL || t->block_cpu_ms == NULL)
+      bench_die(PROG, "malloc");
   }
   printf("old_churn: %u isolate%s, %" PRIu64
          " records each, %.3g s, seed %" PRIu32 "\n",
@@ -338,8 +355,10 @@ int main(int argc, char **argv) {
   size_t nblocks = 0;
   for (unsigned i = 0; i < isolates; i++) nblocks += threads[i].blocks;
   double *all = malloc((nblocks ? nblocks : 1) * sizeof *all);
-  if (all == NULL) bench_die(PROG, "malloc");
+  double *all_cpu = malloc((nblocks ? nblocks : 1) * sizeof *all_cpu);
+  if (all == NULL || all_cpu == NULL) bench_die(PROG, "malloc");
   size_t at = 0;
+  double worst_wall = -1.0, worst_cpu = 0.0;
   uint64_t replacements = 0;
   double rate = 0.0, wall = 0.0, build = 0.0;
   iso_pause_stats_t pause = {0};
@@ -348,7 +367,14 @@ int main(int argc, char **argv) {
   for (unsigned i = 0; i < isolates; i++) {
     const churn_thread *t = &threads[i];
     memcpy(all + at, t->block_ms, t->blocks * sizeof *all);
+    memcpy(all_cpu + at, t->block_cpu_ms, t->blocks * sizeof *all_cpu);
     at += t->blocks;
+    for (size_t b = 0; b < t->blocks; b++) {
+      if (t->block_ms[b] > worst_wall) {
+        worst_wall = t->block_ms[b];
+        worst_cpu = t->block_cpu_ms[b];
+      }
+    }
     replacements += t->replacements;
     /* Each isolate's rate over its own clock: they start together, but a
      * slower one may end a block later. */
@@ -372,6 +398,7 @@ int main(int argc, char **argv) {
     bg_sweep += t->gc.background_sweep_ms;
   }
   qsort(all, nblocks, sizeof *all, cmp_double);
+  qsort(all_cpu, nblocks, sizeof *all_cpu, cmp_double);
 
   printf("%" PRIu64 " replacements in %.2f s, live sets checked\n",
          replacements, wall);
@@ -392,6 +419,10 @@ int main(int argc, char **argv) {
             quantile(all, nblocks, 0.99), nblocks ? all[nblocks - 1] : 0.0);
   json_dist(&j, "pause_ms", pause.count, pause.p50_ms, pause.p99_ms,
             pause.max_ms);
+  bench_json_num(&j, "worst_block_cpu_ms", worst_cpu, 3);
+  json_dist(&j, "block_cpu_ms", nblocks, quantile(all_cpu, nblocks, 0.5),
+            quantile(all_cpu, nblocks, 0.99),
+            nblocks ? all_cpu[nblocks - 1] : 0.0);
   bench_json_num(&j, "pause_total_ms", pause.total_ms, 1);
   bench_json_u64(&j, "scavenge_count", scavenges);
   bench_json_u64(&j, "full_gc_count", fulls);
@@ -402,7 +433,11 @@ int main(int argc, char **argv) {
   bench_json_end(&j);
 
   free(all);
-  for (unsigned i = 0; i < isolates; i++) free(threads[i].block_ms);
+  free(all_cpu);
+  for (unsigned i = 0; i < isolates; i++) {
+    free(threads[i].block_ms);
+    free(threads[i].block_cpu_ms);
+  }
   free(threads);
   pthread_barrier_destroy(&cfg.start);
   pthread_barrier_destroy(&cfg.end);

@@ -26,11 +26,11 @@
 
 #define ARRAY_MAX ((size_t)1 << 28)
 #define ARRAY_MIN_CAPACITY 4u
-/* The most elements a new array keeps inline (a 64-byte object with 8
- * bytes of header and two of its own slots). */
-#define ARRAY_INLINE_MAX 5u
+/* The most elements a new array keeps inline: a 64-byte object with 8
+ * bytes of header and two of its own slots. */
+#define ARRAY_INLINE_MAX GC_ARRAY_INLINE_MAX
 
-enum { ARRAY_ELEMENTS = 0, ARRAY_LENGTH = 1, ARRAY_INLINE = 2 };
+enum { ARRAY_ELEMENTS = 0, ARRAY_LENGTH = 1, ARRAY_INLINE = GC_ARRAY_SLOTS };
 
 static bool array_check(iso_value a, const char *fn) {
   if (gc_is_kind(a, GC_TYPE_ARRAY)) return true;

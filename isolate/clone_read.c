@@ -207,6 +207,21 @@ static inline bool id_value(rstate *st, iso_value v, const uint8_t *at) {
   return h != NULL && id_handle(st, h, at);
 }
 
+/* Where the children of an array or record frame go, from slot *base of
+ * the result: the record itself, or an array's elements (its store, or
+ * the array when they are inline: isolate/array.c). Re-read after
+ * anything that may have collected. */
+static inline iso_value frame_host(const isolate_clone_rframe *f,
+                                   size_t *base) {
+  iso_value obj = iso_get(f->obj);
+  *base = 0;
+  if (f->kind != GC_TYPE_ARRAY) return obj;
+  iso_value e = gc_slot_load(obj, 0);
+  if (iso_is_ref(e)) return e;
+  *base = GC_ARRAY_SLOTS;
+  return obj;
+}
+
 /* Stores v, the value just read, where it belongs: the root, or the next
  * child of the innermost container. */
 static inline bool deliver(rstate *st, iso_value v) {
@@ -217,9 +232,12 @@ static inline bool deliver(rstate *st, iso_value v) {
   isolate_clone_rframe *f = &st->s->rstack[st->sp - 1];
   uint64_t i = f->i++;
   switch (f->kind) {
-    case GC_TYPE_ARRAY:
-      store(st->iso, gc_slot_load(iso_get(f->obj), 0), i, v);
+    case GC_TYPE_ARRAY: {
+      size_t base;
+      iso_value host = frame_host(f, &base);
+      store(st->iso, host, base + i, v);
       return true;
+    }
     case GC_TYPE_MAP:
       if ((i & 1) == 0) {
         iso_handle_set(f->key, v);
@@ -311,14 +329,18 @@ static bool read_array(rstate *st, const uint8_t *at) {
   if (!fits(st, n))
     return bad(st, at, "an array of %llu elements, but only %zu bytes left",
                (unsigned long long)n, left(st));
-  iso_value a = new_object(st, GC_TYPE_ARRAY, 8 + 8 * GC_ARRAY_SLOTS);
+  /* Up to GC_ARRAY_INLINE_MAX elements live in the array itself, as
+   * iso_array_new makes them (isolate/array.c). */
+  bool inl = n <= GC_ARRAY_INLINE_MAX;
+  size_t words = GC_ARRAY_SLOTS + (inl ? (size_t)n : 0);
+  iso_value a = new_object(st, GC_TYPE_ARRAY, 8 + 8 * words);
   if (a == 0) return false;
-  /* A valid empty array until its elements exist. */
-  gc_slot_init(a, 0, ISO_UNDEFINED);
-  gc_slot_init(a, 1, iso_smi(0));
+  fill_undefined(a, 1, 1 + words);
+  /* A valid array of undefined elements, or empty until they exist. */
+  gc_slot_init(a, 1, iso_smi(inl ? (int64_t)n : 0));
   iso_handle h = iso_handle_new(st->iso, a);
   if (h == NULL || !id_handle(st, h, at)) return false;
-  if (n != 0) {
+  if (n != 0 && !inl) {
     iso_value e = new_object(st, GC_TYPE_FIXED_ARRAY, 8 + 8 * (size_t)n);
     if (e == 0) return false;
     fill_undefined(e, 1, 1 + (size_t)n);
@@ -612,12 +634,6 @@ static bool read_value(rstate *st) {
   }
 }
 
-/* Where the children of an array or record frame go: the elements or
- * the record itself. Re-read after anything that may have collected. */
-static inline iso_value frame_host(const isolate_clone_rframe *f) {
-  iso_value obj = iso_get(f->obj);
-  return f->kind == GC_TYPE_ARRAY ? gc_slot_load(obj, 0) : obj;
-}
 
 static bool read_all(rstate *st) {
   if (!read_value(st)) return false;
@@ -636,7 +652,8 @@ static bool read_all(rstate *st) {
     }
     /* An array or a record: read its children in a row, the common
      * leaves inline, leaving the frame only to descend. */
-    iso_value host = frame_host(f);
+    size_t base;
+    iso_value host = frame_host(f, &base);
     bool young = (gc_page_of(gc_obj(host))->flags & GC_PAGE_YOUNG) != 0;
     uint64_t i = f->i, n = f->n;
     while (i < n) {
@@ -676,7 +693,7 @@ static bool read_all(rstate *st) {
           v = make_number(st, d);
           if (v == 0) return false;
           if (iso_is_ref(v)) { /* allocated: the host may have moved */
-            host = frame_host(f);
+            host = frame_host(f, &base);
             young = (gc_page_of(gc_obj(host))->flags & GC_PAGE_YOUNG) != 0;
           }
           goto store;
@@ -689,7 +706,7 @@ static bool read_all(rstate *st) {
           v = new_string(st, p + 2, len);
           if (v == 0) return false;
           st->pos = p + 2 + len;
-          host = frame_host(f); /* the allocation may have moved it */
+          host = frame_host(f, &base); /* the allocation may have moved it */
           young = (gc_page_of(gc_obj(host))->flags & GC_PAGE_YOUNG) != 0;
           goto store;
         }
@@ -701,9 +718,9 @@ static bool read_all(rstate *st) {
     store:
       st->pending--;
       if (young)
-        gc_slot_init(host, i, v);
+        gc_slot_init(host, base + i, v);
       else
-        gc_write(iso, host, i, v);
+        gc_write(iso, host, base + i, v);
       i++;
       continue;
     general:
@@ -712,7 +729,7 @@ static bool read_all(rstate *st) {
       if (st->sp != top + 1) goto next; /* it pushed: descend */
       f = &s->rstack[top];
       i = f->i;
-      host = frame_host(f);
+      host = frame_host(f, &base);
       young = (gc_page_of(gc_obj(host))->flags & GC_PAGE_YOUNG) != 0;
     }
     f->i = i;
