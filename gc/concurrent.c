@@ -70,8 +70,13 @@
 #define ASSIST_STEP ((size_t)32 << 10)
 /* The least old allocation a cycle's marking may take before assists. */
 #define MIN_ALLOWANCE ((size_t)8 << 20)
-/* A GC thread checks for cancellation every this many objects. */
-#define CANCEL_CHECK_EVERY 1024
+/* A marker reports progress, takes barrier entries and checks for
+ * cancellation every this much work (drain's units: about 1,000 small
+ * objects, or two slices of a long array). Counted in objects, a marker
+ * tracing an array's slices back to back (each one "object") left the
+ * ring alone for a million slots, the ring filled, and the owner marked
+ * the overflow itself in the middle of its stores. */
+#define CHECK_WORK ((size_t)64 << 10)
 
 static int load_state(gc_marking *m) { return thr_load_acquire(&m->state); }
 
@@ -214,7 +219,7 @@ static size_t drain(iso_isolate *iso, gc_worklist_local *l, size_t budget,
                     const int *cancel) {
   gc_marking *m = &iso->heap.marking;
   const gc_type *types = iso->rt->types;
-  size_t bytes = 0, objects = 0, reported = 0, reported_refs = 0;
+  size_t bytes = 0, reported = 0, reported_refs = 0, next_check = CHECK_WORK;
   iso_value fifo[MARK_PREFETCH];
   unsigned head = 0, count = 0;
   gc_marker mk;
@@ -256,7 +261,8 @@ static size_t drain(iso_isolate *iso, gc_worklist_local *l, size_t budget,
       count--;
     }
     bytes += gc_mark_trace(types, &mk, o);
-    if (++objects % CANCEL_CHECK_EVERY == 0) {
+    if (bytes + mk.refs * SHADE_WORK >= next_check) {
+      next_check = bytes + mk.refs * SHADE_WORK + CHECK_WORK;
       /* Progress shows as it is made: the owner's pacing reads it. */
       report_progress(m, bytes, mk.refs, &reported, &reported_refs);
       if (cancel && thr_load_relaxed(cancel)) break;
@@ -334,10 +340,17 @@ void gc_marking_flush_barrier(iso_isolate *iso) {
     overflow = true;
   }
   if (overflow) {
-    /* Marks a bounded amount of it, and leaves the rest to the markers. */
+    /* Marks a bounded amount of it, and leaves the rest to the markers:
+     * an assist, counted as a marking pause. */
+    uint64_t t0 = isolate_now_ns();
     drain(iso, &m->local, ASSIST_BYTES / 4, NULL);
     gc_worklist_local_finish(&m->local);
     notify_helpers(iso);
+    if (!iso->heap.in_gc) {
+      double ms = (double)(isolate_now_ns() - t0) / 1e6;
+      gc_pause_record(iso, GC_PAUSE_MARKING, ms);
+      m->cycle_pause_ms += ms;
+    }
   } else if (ck_ring_size(&m->ring) >= GC_RING_SIZE / 4) {
     /* A quarter full: wake the markers rather than let it overflow. */
     notify_helpers(iso);

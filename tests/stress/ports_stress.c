@@ -397,9 +397,14 @@ static void loop_handler(iso_isolate *iso, iso_port *port, iso_value message,
 static void loop_check(iso_isolate *iso, void *data) {
   receiver *r = data;
   check_stall(r);
+  /* Done first, then the queue: a worker's last posts are queued before
+   * it says it is done, so an empty queue seen after that is final. (The
+   * other order let a worker post and finish between the two reads, and
+   * the loop stopped with its messages queued.) */
+  bool done = all_done(r);
   iso_port_stats_t st;
   if (iso_port_stats(r->rx, &st) != ISO_OK) fail("stats");
-  if (all_done(r) && st.queued_messages == 0) iso_loop_stop(iso);
+  if (done && st.queued_messages == 0) iso_loop_stop(iso);
 }
 
 static void receive_loop(receiver *r) {
@@ -421,10 +426,12 @@ static void receive_polling(receiver *r) {
     if (n < 0 && errno != EINTR) fail("poll: %s", strerror(errno));
     if (n == 0) {
       check_stall(r);
-      /* Level semantics: not readable means nothing is queued. */
+      /* Level semantics: not readable means nothing is queued. Done is
+       * read first, as in loop_check. */
+      bool done = all_done(r);
       iso_port_stats_t st;
       if (iso_port_stats(r->rx, &st) != ISO_OK) fail("stats");
-      if (all_done(r) && st.queued_messages == 0) {
+      if (done && st.queued_messages == 0) {
         struct pollfd q = {.fd = fd, .events = POLLIN};
         if (poll(&q, 1, 0) == 0) return;
       }
