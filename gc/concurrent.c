@@ -529,8 +529,8 @@ size_t gc_marking_step(iso_isolate *iso, size_t budget) {
  * owner only checks, at each safepoint, that they keep that pace: when
  * the work done (marked_work, in drain's units) lags behind
  *     allocated since the start * expected_work / allowance
- * where expected_work is the last marking's work, it assists with a step of ASSIST_STEP bytes (a fraction of a
- * millisecond), and again at the next safepoint if it still lags. So an
+ * where expected_work is the last marking's work, it assists with a step
+ * of ASSIST_STEP units of work (a fraction of a millisecond), and again at the next safepoint if it still lags. So an
  * isolate whose GC threads keep up never pauses to mark, and one that
  * allocates faster than they trace is slowed to their pace in short
  * steps, never in one long one. Without GC threads every safepoint marks

@@ -78,7 +78,8 @@ enum {
  *                 no slots; raw 8 bytes: a gc_extern pointer whose data is
  *                 the shared store, the host pointer, or the iso_port */
 #define GC_ARRAY_SLOTS 2u
-/* The most elements an array keeps inline, after its GC_ARRAY_SLOTS. */
+/* The most elements an array keeps inline, after its GC_ARRAY_SLOTS: a
+ * 64-byte object at most. */
 #define GC_ARRAY_INLINE_MAX 5u
 #define GC_MAP_SLOTS 4u
 #define GC_ARRAY_BUFFER_RAW 8u

@@ -5,7 +5,7 @@
  *   [0] elements: a fixed array (GC_TYPE_FIXED_ARRAY) whose word count is
  *       the capacity, or undefined when the elements are inline;
  *   [1] length: a small integer;
- *   [2..] inline elements: an array made with at most ARRAY_INLINE_MAX
+ *   [2..] inline elements: an array made with at most GC_ARRAY_INLINE_MAX
  *       elements has room for them in the object itself (none for one
  *       made empty), so a small array is one object, not two.
  * The elements live inline while [0] is undefined (the capacity is then
@@ -26,9 +26,6 @@
 
 #define ARRAY_MAX ((size_t)1 << 28)
 #define ARRAY_MIN_CAPACITY 4u
-/* The most elements a new array keeps inline: a 64-byte object with 8
- * bytes of header and two of its own slots. */
-#define ARRAY_INLINE_MAX GC_ARRAY_INLINE_MAX
 
 enum { ARRAY_ELEMENTS = 0, ARRAY_LENGTH = 1, ARRAY_INLINE = GC_ARRAY_SLOTS };
 
@@ -47,8 +44,7 @@ static inline iso_value array_elements(iso_value a) {
   return gc_slot_load(a, ARRAY_ELEMENTS);
 }
 
-/* The object that holds the elements and the slot index of element 0. */
-static inline iso_value array_host(iso_value a, size_t *base) {
+iso_value isolate_array_host(iso_value a, size_t *base) {
   iso_value e = array_elements(a);
   *base = iso_is_ref(e) ? 0 : ARRAY_INLINE;
   return iso_is_ref(e) ? e : a;
@@ -63,11 +59,6 @@ static inline size_t array_capacity(iso_value a) {
   return iso_is_ref(e) ? gc_object_size(e) / 8 - 1 : array_inline_room(a);
 }
 
-iso_value *isolate_array_slots(iso_value a) {
-  size_t base;
-  iso_value host = array_host(a, &base);
-  return gc_slots(host) + base;
-}
 
 static inline void array_set_length(iso_isolate *iso, iso_value a, size_t n) {
   gc_write(iso, a, ARRAY_LENGTH, iso_smi((int64_t)n));
@@ -99,7 +90,7 @@ static iso_status array_reserve(iso_isolate *iso, iso_handle ha, size_t cap,
   if (e == 0) return ISO_ERR_OUT_OF_MEMORY; /* gc_alloc set the message */
   iso_value a = iso_get(ha); /* the allocation may have moved it */
   size_t base, len = array_length(a);
-  iso_value old = array_host(a, &base);
+  iso_value old = isolate_array_host(a, &base);
   slots_copy_fresh(iso, e, old, base, len);
   /* Inline slots left behind would keep their values alive; cleared
    * through the barrier, which shades them while a cycle marks. */
@@ -126,7 +117,7 @@ iso_handle iso_array_new(iso_isolate *iso, size_t length) {
                              "iso_array_new: length %zu is more than the "
                              "limit of 2^28",
                              length);
-  if (length != 0 && length <= ARRAY_INLINE_MAX) {
+  if (length != 0 && length <= GC_ARRAY_INLINE_MAX) {
     /* One object; its slots are undefined already. */
     iso_value a = gc_alloc(iso, GC_TYPE_ARRAY, 8 + 8 * (ARRAY_INLINE + length));
     if (a == 0) return NULL;
@@ -172,7 +163,7 @@ iso_handle iso_array_get(iso_isolate *iso, iso_value a, size_t i) {
                              "(length %zu)",
                              i, len);
   size_t base;
-  iso_value host = array_host(a, &base);
+  iso_value host = isolate_array_host(a, &base);
   return iso_handle_new(iso, gc_slot_load(host, base + i));
 }
 
@@ -201,7 +192,7 @@ static iso_status array_append(iso_isolate *iso, iso_value a, iso_value v,
     if (st != ISO_OK) return st;
   }
   size_t base;
-  iso_value host = array_host(a, &base);
+  iso_value host = isolate_array_host(a, &base);
   gc_write(iso, host, base + len, v);
   array_set_length(iso, a, len + 1);
   return ISO_OK;
@@ -214,7 +205,7 @@ iso_status iso_array_set(iso_isolate *iso, iso_value a, size_t i, iso_value v) {
   size_t len = array_length(a);
   if (i < len) {
     size_t base;
-    iso_value host = array_host(a, &base);
+    iso_value host = isolate_array_host(a, &base);
     gc_write(iso, host, base + i, v);
     return ISO_OK;
   }
@@ -239,7 +230,7 @@ iso_handle iso_array_pop(iso_isolate *iso, iso_value a) {
   size_t len = array_length(a);
   if (len == 0) return iso_handle_new(iso, ISO_UNDEFINED);
   size_t base;
-  iso_value host = array_host(a, &base);
+  iso_value host = isolate_array_host(a, &base);
   iso_value v = gc_slot_load(host, base + len - 1);
   /* Handles never allocate in the heap, so v and a stay valid here. */
   iso_handle h = iso_handle_new(iso, v);
@@ -261,7 +252,7 @@ iso_status iso_array_set_length(iso_isolate *iso, iso_value a, size_t length) {
   size_t len = array_length(a);
   if (length < len) {
     size_t base;
-    iso_value host = array_host(a, &base);
+    iso_value host = isolate_array_host(a, &base);
     if (length == 0 && host != a) {
       /* Drop the whole store: an emptied array should cost nothing (its
        * inline slots, undefined, hold the elements again). */

@@ -214,11 +214,8 @@ static inline bool id_value(rstate *st, iso_value v, const uint8_t *at) {
 static inline iso_value frame_host(const isolate_clone_rframe *f,
                                    size_t *base) {
   iso_value obj = iso_get(f->obj);
+  if (f->kind == GC_TYPE_ARRAY) return isolate_array_host(obj, base);
   *base = 0;
-  if (f->kind != GC_TYPE_ARRAY) return obj;
-  iso_value e = gc_slot_load(obj, 0);
-  if (iso_is_ref(e)) return e;
-  *base = GC_ARRAY_SLOTS;
   return obj;
 }
 
@@ -633,7 +630,6 @@ static bool read_value(rstate *st) {
       return bad(st, at, "unknown tag 0x%02x", tag);
   }
 }
-
 
 static bool read_all(rstate *st) {
   if (!read_value(st)) return false;

@@ -668,7 +668,9 @@ static inline void child_slots(iso_value obj, uint32_t t, uint64_t n,
                                iso_value **base, uint64_t *avail) {
   if (t == GC_TYPE_ARRAY) {
     uint64_t len = (uint64_t)iso_smi_value(gc_slot_load(obj, 1));
-    *base = isolate_array_slots(obj);
+    size_t first;
+    iso_value host = isolate_array_host(obj, &first);
+    *base = gc_slots(host) + first;
     *avail = len < n ? len : n;
   } else {
     *base = gc_slots(obj);

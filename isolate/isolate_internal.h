@@ -127,9 +127,10 @@ int thr_isolate_wake_init(iso_isolate *iso);
 void thr_loop_destroy(iso_isolate *iso);
 void thr_isolate_wake_destroy(iso_isolate *iso);
 
-/* The slot of element 0 of array a, inline or in its store; its elements
- * follow (isolate/array.c). Valid until the next allocation. */
-iso_value *isolate_array_slots(iso_value a);
+/* The object that holds array a's elements (its store, or a itself when
+ * they are inline), and in *base the slot of element 0 there; the
+ * elements follow (isolate/array.c). Valid until the next allocation. */
+iso_value isolate_array_host(iso_value a, size_t *base);
 
 /* Visits every root slot (handles and globals). */
 typedef void (*isolate_root_visitor)(iso_isolate *iso, iso_value *slot,
