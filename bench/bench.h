@@ -65,6 +65,17 @@ bad:
   exit(2);
 }
 
+/* The benchmarks' random numbers (old_churn's node twin computes the same
+ * sequence): xorshift32, whose state is never 0. */
+static inline uint32_t bench_xorshift32(uint32_t *state) {
+  uint32_t x = *state;
+  x ^= x << 13;
+  x ^= x >> 17;
+  x ^= x << 5;
+  *state = x;
+  return x;
+}
+
 /* Reports a failed library call and exits; benchmarks have no recovery. */
 static inline void bench_die(const char *prog, const char *what) {
   fprintf(stderr, "%s: %s failed: %s (%s)\n", prog, what,

@@ -5,9 +5,10 @@
 # alike), checks that binary_trees prints the same report on two isolates
 # as on one, and prints the median of every figure, one line each, with
 # the issue's target for it, met or missed. Each old_churn round also runs
-# cpu_gaps (two threads that only read the clock, as long as the churn):
+# cpu_gaps (two threads that only read the clock, as long as the churn:
 # the longest time the machine took a busy thread away, the floor under
-# old_churn's worst block.
+# old_churn's worst block) and churn_floor (old_churn's memory traffic in
+# plain C with no collector: the ceiling of its throughput here).
 #
 # Usage: bench/compare3.sh [options]
 #   --runs N        runs of each program (default 3; env RUNS)
@@ -80,7 +81,7 @@ fi
 
 bench_out_dir "$keep"
 
-bench_build bench/old_churn bench/binary_trees bench/cpu_gaps
+bench_build bench/old_churn bench/binary_trees bench/cpu_gaps bench/churn_floor
 
 status=0
 
@@ -95,6 +96,12 @@ run_one() {
   if [[ $name = gaps ]]; then
     printf '   %-16s run %d: longest gap %s ms\n' "$name" "$r" \
       "$(json_get "$last" max_gap_ms)"
+    return 0
+  fi
+  if [[ $name = floor ]]; then
+    printf '   %-16s run %d: bump %s holes %s replacements/s\n' "$name" "$r" \
+      "$(json_get "$last" bump_replacements_per_s)" \
+      "$(json_get "$last" holes_replacements_per_s)"
     return 0
   fi
   printf '   %-16s run %d: wall_s %s cpu_s %s\n' "$name" "$r" \
@@ -125,6 +132,7 @@ if want old_churn; then
     fi
     run_one gaps "$r" "$build_dir/bench/cpu_gaps" --threads 2 \
       --seconds "$seconds"
+    run_one floor "$r" "$build_dir/bench/churn_floor" --records "$records"
   done
 fi
 
@@ -192,6 +200,12 @@ if want old_churn; then
   scale=$(ratio "$r2" "$r1")
   row "  2 iso vs 1 iso" "" "$(times "$scale")" "" "2 iso >= 1.7x 1 iso" \
     "$(check "$scale" ">=" 1.7)"
+  fb=$(med floor bump_replacements_per_s) fh=$(med floor holes_replacements_per_s)
+  row "  no collector: bump" "$(millions "$fb")" "" "" \
+    "(churn_floor, plain C)" ""
+  row "  no collector: holes" "$(millions "$fh")" "" "" \
+    "(churn_floor, plain C)" ""
+  row "  1 iso vs holes floor" "$(times "$(ratio "$r1" "$fh")")" "" "" "" ""
   for k in count p50 p99 max; do
     a=$(med $c1 "pause_ms.$k") b=$(med $c2 "pause_ms.$k")
     n=$(med $nd "pause_ms.$k")

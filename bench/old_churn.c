@@ -79,15 +79,6 @@ static double thread_cpu_s(void) {
   return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-static uint32_t xorshift32(uint32_t *state) {
-  uint32_t x = *state;
-  x ^= x << 13;
-  x ^= x >> 17;
-  x ^= x << 5;
-  *state = x;
-  return x;
-}
-
 /* A seed per isolate: the same X gives every isolate a different stream,
  * and the twin derives the same ones (a multiplicative hash, never 0,
  * which xorshift would never leave). */
@@ -189,7 +180,7 @@ static void *churn_main(void *arg) {
     iso_scope scope;
     iso_scope_open(iso, &scope);
     for (int k = 0; k < BLOCK; k++) {
-      uint64_t index = xorshift32(&rng) % records;
+      uint64_t index = bench_xorshift32(&rng) % records;
       store_record(iso, cfg->type, live, index, serial++);
     }
     iso_scope_close(&scope);

@@ -78,6 +78,10 @@ enum {
  *                 no slots; raw 8 bytes: a gc_extern pointer whose data is
  *                 the shared store, the host pointer, or the iso_port */
 #define GC_ARRAY_SLOTS 2u
+/* The inline iso_array_set() in isolate.h relies on these. */
+_Static_assert(GC_TYPE_ARRAY == ISO_INL_TYPE_ARRAY && GC_HDR_TAG == 1 &&
+                   GC_ARRAY_SLOTS == 2,
+               "isolate.h's inline array store knows the array layout");
 /* The most elements an array keeps inline, after its GC_ARRAY_SLOTS: a
  * 64-byte object at most. */
 #define GC_ARRAY_INLINE_MAX 5u

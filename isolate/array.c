@@ -198,10 +198,14 @@ static iso_status array_append(iso_isolate *iso, iso_value a, iso_value v,
   return ISO_OK;
 }
 
-iso_status iso_array_set(iso_isolate *iso, iso_value a, size_t i, iso_value v) {
+/* The inline iso_array_set() lands here for anything its fast check does
+ * not accept (appends, errors); a store that is valid after all is done
+ * here. */
+iso_status iso_inl_array_set_slow(iso_isolate *iso, iso_value a, size_t i,
+                                  iso_value v) {
   iso_status st = ISOLATE_CHECK(iso);
   if (st != ISO_OK) return st;
-  if (!array_check(a, __func__)) return ISO_ERR_TYPE;
+  if (!array_check(a, "iso_array_set")) return ISO_ERR_TYPE;
   size_t len = array_length(a);
   if (i < len) {
     size_t base;
@@ -214,7 +218,7 @@ iso_status iso_array_set(iso_isolate *iso, iso_value a, size_t i, iso_value v) {
                         "iso_array_set: index %zu is past the end (length "
                         "%zu; only index == length appends)",
                         i, len);
-  return array_append(iso, a, v, __func__);
+  return array_append(iso, a, v, "iso_array_set");
 }
 
 iso_status iso_array_push(iso_isolate *iso, iso_value a, iso_value v) {

@@ -459,10 +459,13 @@ ISO_API iso_handle iso_array_new(iso_isolate *iso, size_t length);
 ISO_API size_t iso_array_length(iso_value a);
 /* Element i in a new handle; NULL and ISO_ERR_RANGE past the end. */
 ISO_API iso_handle iso_array_get(iso_isolate *iso, iso_value a, size_t i);
-/* Sets element i; i == length appends; ISO_ERR_RANGE beyond. May allocate
- * (when it grows). */
-ISO_API iso_status iso_array_set(iso_isolate *iso, iso_value a, size_t i,
-                                 iso_value v);
+/* ISO_INLINE iso_status iso_array_set(iso_isolate *iso, iso_value a,
+ *                                     size_t i, iso_value v);
+ *   Sets element i; i == length appends; ISO_ERR_RANGE beyond,
+ *   ISO_ERR_TYPE for a non-array. May allocate (only when it appends). A
+ *   store below the length is inline (the write barrier's fast check
+ *   included), never allocates and, like iso_record_set, does not look
+ *   for termination: a terminated isolate fails at its next allocation. */
 ISO_API iso_status iso_array_push(iso_isolate *iso, iso_value a, iso_value v);
 /* Removes and returns the last element; undefined when empty. */
 ISO_API iso_handle iso_array_pop(iso_isolate *iso, iso_value a);
@@ -948,6 +951,8 @@ ISO_API iso_value iso_inl_record_alloc_slow(iso_isolate *iso, iso_type type,
                                             size_t n, const iso_value *init);
 ISO_API iso_status iso_inl_record_set_slow(iso_isolate *iso, iso_value r,
                                            uint32_t i, iso_value v);
+ISO_API iso_status iso_inl_array_set_slow(iso_isolate *iso, iso_value a,
+                                          size_t i, iso_value v);
 ISO_API void iso_inl_barrier_slow(iso_isolate *iso, iso_value host,
                                   iso_value *slot, iso_value old,
                                   iso_value v);
@@ -1047,6 +1052,33 @@ ISO_INLINE iso_status iso_record_set(iso_isolate *iso, iso_value r,
     }
   }
   return iso_inl_record_set_slow(iso, r, i, v);
+}
+
+/* An array's header (tag bit, type ARRAY: gc/object.h) and its slots:
+ * [0] a fixed array holding the elements after its header, or undefined
+ * when they are inline from [2]; [1] the length (isolate/array.c). */
+#define ISO_INL_TYPE_ARRAY 5u
+#define ISO_INL_HDR_KIND_BITS \
+  (((uint64_t)ISO_INL_HDR_TYPE_MASK << ISO_INL_HDR_TYPE_SHIFT) | 1u)
+
+ISO_INLINE iso_status iso_array_set(iso_isolate *iso, iso_value a, size_t i,
+                                    iso_value v) {
+  if (ISO_LIKELY(iso_is_ref(a) &&
+                 (ISO_INL_HDR(a) & ISO_INL_HDR_KIND_BITS) ==
+                     (((uint64_t)ISO_INL_TYPE_ARRAY << ISO_INL_HDR_TYPE_SHIFT) |
+                      1u))) {
+    iso_value *s = (iso_value *)(uintptr_t)a + 1;
+    iso_value len = __atomic_load_n(&s[1], __ATOMIC_RELAXED);
+    if (ISO_LIKELY(i < (size_t)iso_smi_value(len))) {
+      iso_value e = __atomic_load_n(&s[0], __ATOMIC_RELAXED);
+      if (iso_is_ref(e))
+        iso_inl_store(iso, e, (iso_value *)(uintptr_t)e + 1 + i, v);
+      else
+        iso_inl_store(iso, a, s + 2 + i, v);
+      return ISO_OK;
+    }
+  }
+  return iso_inl_array_set_slow(iso, a, i, v);
 }
 
 ISO_INLINE iso_handle iso_record_new_v(iso_isolate *iso, iso_type type,

@@ -286,6 +286,57 @@ static void test_old_to_young(void) {
   CHECK_OK(iso_scope_close(&sc));
 }
 
+/* iso_array_set's inline path, in both layouts: elements inline (an
+ * array made with five or fewer) and in a store (once it grew). An old
+ * array's store receives young strings there, so the remembered set must
+ * hold the store's slots, and the errors still name iso_array_set. */
+static void test_set_both_layouts(void) {
+  iso_scope sc;
+  iso_scope_open(iso, &sc);
+  iso_handle a = iso_array_new(iso, 3);
+  for (size_t i = 0; i < 3; i++)
+    CHECK_OK(iso_array_set(iso, iso_get(a), i, iso_smi((int64_t)i + 10)));
+  for (size_t i = 3; i < 8; i++) /* appends: past the inline room */
+    CHECK_OK(iso_array_set(iso, iso_get(a), i, iso_smi((int64_t)i + 10)));
+  for (size_t i = 0; i < 8; i++)
+    CHECK_EQ(iso_smi_value(iso_get(iso_array_get(iso, iso_get(a), i))),
+             (int64_t)i + 10);
+  CHECK_FAILS_ST(iso_array_set(iso, iso_get(a), 9, iso_smi(1)), ISO_ERR_RANGE,
+                 "iso_array_set");
+  CHECK_FAILS_ST(iso_array_set(iso, iso_get(a), (size_t)-1, iso_smi(1)),
+                 ISO_ERR_RANGE, "iso_array_set");
+  CHECK_FAILS_ST(iso_array_set(iso, iso_smi(3), 0, iso_smi(1)), ISO_ERR_TYPE,
+                 "iso_array_set");
+  CHECK_OK(iso_gc(iso, ISO_GC_MINOR));
+  CHECK_OK(iso_gc(iso, ISO_GC_MINOR));
+  CHECK_OK(iso_gc(iso, ISO_GC_FULL)); /* the array and its store are old */
+  for (int round = 0; round < 3; round++) {
+    for (size_t i = 0; i < 8; i += 7) {
+      iso_scope in;
+      iso_scope_open(iso, &in);
+      char text[32];
+      snprintf(text, sizeof text, "store %d/%zu", round, i);
+      iso_handle s = iso_string_from_cstr(iso, text);
+      CHECK(s != NULL);
+      CHECK_OK(iso_array_set(iso, iso_get(a), i, iso_get(s)));
+      CHECK_OK(iso_scope_close(&in));
+    }
+    CHECK_OK(iso_gc(iso, ISO_GC_MINOR)); /* the strings move */
+    CHECK_OK(iso_heap_verify(iso));
+    for (size_t i = 0; i < 8; i++) {
+      iso_value e = iso_get(iso_array_get(iso, iso_get(a), i));
+      if (i % 7 == 0) {
+        char text[32];
+        snprintf(text, sizeof text, "store %d/%zu", round, i);
+        CHECK_STRING(e, text);
+      } else {
+        CHECK_EQ(iso_smi_value(e), (int64_t)i + 10);
+      }
+    }
+  }
+  CHECK_OK(iso_scope_close(&sc));
+}
+
 int main(int argc, char **argv) {
   unit_init(argc, argv);
   rt = iso_runtime_new(NULL);
@@ -299,6 +350,7 @@ int main(int argc, char **argv) {
   RUN(test_large_growth);
   RUN(test_nested);
   RUN(test_old_to_young);
+  RUN(test_set_both_layouts);
   CHECK_OK(iso_isolate_free(iso));
   CHECK_OK(iso_runtime_free(rt));
   return unit_done();
