@@ -30,7 +30,10 @@
  * The inline fast check in isolate.h (iso_inl_store) falls through to
  * iso_inl_barrier_slow when an old host receives a young reference, and
  * to iso_inl_store_marking when inl.barrier_flags is non-zero
- * (GC_BARRIER_MARKING while marking), which stores and then shades the
+ * (GC_BARRIER_MARKING while marking) and the host is large or the slot
+ * holds a reference (an overwritten immediate has nothing to shade, so
+ * the inline check reads a small host's slot and stores plainly when it
+ * holds none); that function stores and then shades the
  * overwritten value: the owner cannot reach a safepoint, where marking
  * may end, between the store and the shading. The overwritten value is
  * read only while marking, and not in a large object's scanned prefix

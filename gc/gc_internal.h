@@ -77,6 +77,12 @@ void gc_old_release_all(iso_isolate *iso);
 /* Counts [from, to) of the LAB, which the inline paths filled, as old
  * allocation; black while marking. Owner only. */
 void gc_old_lab_used(iso_isolate *iso, char *from, char *to);
+/* A free block of at least bytes from the adopted pages' chains or the
+ * free lists, unlinked (no page is adopted, swept or added); NULL if none
+ * is at hand. Owner only. */
+uint64_t *gc_old_take_block(iso_isolate *iso, size_t bytes);
+/* Gives [start, start + bytes) back to the free lists. Owner only. */
+void gc_old_give_block(iso_isolate *iso, char *start, size_t bytes);
 
 /* ---- young generation (young.c) ---- */
 

@@ -79,12 +79,13 @@ enum {
  *                 the shared store, the host pointer, or the iso_port */
 #define GC_ARRAY_SLOTS 2u
 /* The inline iso_array_set() in isolate.h relies on these. */
-_Static_assert(GC_TYPE_ARRAY == ISO_INL_TYPE_ARRAY && GC_HDR_TAG == 1 &&
-                   GC_ARRAY_SLOTS == 2,
-               "isolate.h's inline array store knows the array layout");
 /* The most elements an array keeps inline, after its GC_ARRAY_SLOTS: a
  * 64-byte object at most. */
 #define GC_ARRAY_INLINE_MAX 5u
+/* The inline iso_array_set() in isolate.h relies on these. */
+_Static_assert(GC_TYPE_ARRAY == ISO_INL_TYPE_ARRAY && GC_HDR_TAG == 1 &&
+                   GC_ARRAY_SLOTS == 2,
+               "isolate.h's inline array store knows the array layout");
 #define GC_MAP_SLOTS 4u
 #define GC_ARRAY_BUFFER_RAW 8u
 #define GC_EXTERN_RAW 8u

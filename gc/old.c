@@ -292,15 +292,25 @@ static bool adopt_next(iso_isolate *iso, gc_adopt_mode mode);
 
 /* A LAB from the free lists, adopting pages that mode allows until one
  * gives a block of bytes, at most max_pages of them (0: no bound). */
+uint64_t *gc_old_take_block(iso_isolate *iso, size_t bytes) {
+  gc_old *o = &iso->heap.old;
+  size_t words = bytes / 8;
+  uint64_t *blk = chain_take(o, words);
+  if (!blk)
+    blk = fl_take(&o->fl, words > LAB_MIN_WORDS ? words : LAB_MIN_WORDS);
+  if (!blk) blk = fl_take(&o->fl, words);
+  return blk;
+}
+
+void gc_old_give_block(iso_isolate *iso, char *start, size_t bytes) {
+  fl_add(&iso->heap.old.fl, start, bytes);
+}
+
 static bool lab_from_free_space(iso_isolate *iso, size_t bytes,
                                 gc_adopt_mode mode, unsigned max_pages) {
   gc_old *o = &iso->heap.old;
-  size_t words = bytes / 8;
   for (unsigned n = 0;; n++) {
-    uint64_t *blk = chain_take(o, words);
-    if (!blk)
-      blk = fl_take(&o->fl, words > LAB_MIN_WORDS ? words : LAB_MIN_WORDS);
-    if (!blk) blk = fl_take(&o->fl, words);
+    uint64_t *blk = gc_old_take_block(iso, bytes);
     if (blk) {
       gc_old_retire_lab(iso);
       o->lab_top = (char *)blk;

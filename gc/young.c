@@ -207,14 +207,16 @@ void gc_lab_detach(iso_isolate *iso) {
   y->saved_top = NULL;
 }
 
-/* Lends the old LAB to the inline paths, if pretenuring allows it now. */
+/* Lends the old LAB to the inline paths, if pretenuring allows it now;
+ * an empty one too, so that the next allocation takes the next hole
+ * (Note [The next hole]) rather than the general slow path. */
 static void lab_attach(iso_isolate *iso) {
   gc_heap *h = &iso->heap;
   gc_young *y = &h->young;
   gc_old *o = &h->old;
   if (y->lab_inline || !y->pretenure || h->in_gc || h->stress_scavenge_every ||
       h->over_limit || h->external_pressure || isolate_terminating(iso) ||
-      !o->lab_top || o->lab_top == o->lab_limit)
+      !o->lab_top)
     return;
   ISO_DASSERT(gc_young_used(iso) == 0);
   y->saved_top = iso->inl.alloc_top;
@@ -651,9 +653,50 @@ static void *pretenure_alloc(iso_isolate *iso, size_t bytes) {
   return mem;
 }
 
+/* Note [The next hole]
+ * Once the old space is a field of small holes (old_churn's are one dead
+ * record and its array each), the inline LAB is one hole and runs out at
+ * every object or two. The general slow path then detached the LAB,
+ * asked whether pretenuring still held, allocated the object alone
+ * (marking it black on its own), and lent the rest of the hole out
+ * again: about a hundred instructions and two calls deep for each hole.
+ * Between two safepoints of pretenuring nothing of that changes, so this
+ * does the same in one step: it counts (and, while marking, makes black)
+ * what the inline paths used of the LAB, gives the rest back to the free
+ * lists, and lends out the next free block with the new object at its
+ * start, which the next detach counts with the rest. Anything else
+ * (a safepoint due, stress, pressure, the limit, termination, no free
+ * block at hand) takes the general path. */
+static void *lab_next(iso_isolate *iso, size_t bytes) {
+  gc_heap *h = &iso->heap;
+  gc_young *y = &h->young;
+  gc_old *o = &h->old;
+  if (!y->lab_inline) return NULL;
+  char *top = iso->inl.alloc_top, *limit = iso->inl.alloc_limit;
+  size_t used = (size_t)(top - o->lab_start);
+  if (y->pretenured_bytes + used + bytes >= y->pretenure_poll_at ||
+      h->in_gc || h->stress_scavenge_every || h->over_limit ||
+      h->external_pressure || isolate_terminating(iso) ||
+      bytes >= GC_LARGE_OBJECT_SIZE)
+    return NULL;
+  uint64_t *blk = gc_old_take_block(iso, bytes);
+  if (!blk) return NULL;
+  y->pretenured_bytes += used;
+  y->pretenured_total += used;
+  gc_old_lab_used(iso, o->lab_start, top);
+  if (top < limit) gc_old_give_block(iso, top, (size_t)(limit - top));
+  char *mem = (char *)blk;
+  o->lab_start = mem;
+  iso->inl.alloc_top = mem + bytes;
+  iso->inl.alloc_limit = mem + gc_hdr_words(blk[0]) * 8;
+  return mem;
+}
+
 void *gc_pretenure_try(iso_isolate *iso, size_t bytes) {
   gc_heap *h = &iso->heap;
   gc_young *y = &h->young;
+  void *next = lab_next(iso, bytes);
+  if (next) return next;
   gc_lab_detach(iso); /* counts what the inline paths allocated */
   /* Note [Pretenuring]: between safepoints, straight to the old space. */
   if (!y->pretenure || y->pretenured_bytes >= y->pretenure_poll_at ||
@@ -672,6 +715,8 @@ void *gc_pretenure_try(iso_isolate *iso, size_t bytes) {
 
 void *gc_alloc_young_slow(iso_isolate *iso, size_t bytes) {
   gc_heap *h = &iso->heap;
+  void *next = lab_next(iso, bytes);
+  if (next) return next;
   gc_lab_detach(iso);
   if (isolate_terminating(iso)) {
     isolate_terminated_error(iso);

@@ -118,11 +118,23 @@ iso_handle iso_array_new(iso_isolate *iso, size_t length) {
                              "limit of 2^28",
                              length);
   if (length != 0 && length <= GC_ARRAY_INLINE_MAX) {
-    /* One object; its slots are undefined already. */
-    iso_value a = gc_alloc(iso, GC_TYPE_ARRAY, 8 + 8 * (ARRAY_INLINE + length));
-    if (a == 0) return NULL;
-    gc_slot_init(a, ARRAY_LENGTH, iso_smi((int64_t)length));
-    return iso_handle_new(iso, a);
+    /* One object, written here whole: the common small array costs a
+     * bump of the allocation area and its words, as a record does. */
+    size_t words = 1 + ARRAY_INLINE + length;
+    char *top = iso->inl.alloc_top;
+    uint64_t *o;
+    if (top && (size_t)(iso->inl.alloc_limit - top) >= 8 * words) {
+      iso->inl.alloc_top = top + 8 * words;
+      o = (uint64_t *)(void *)top;
+    } else {
+      o = gc_alloc_young_slow(iso, 8 * words);
+      if (o == NULL) return NULL;
+    }
+    o[0] = gc_hdr_make(GC_TYPE_ARRAY, words);
+    o[1 + ARRAY_ELEMENTS] = ISO_UNDEFINED;
+    o[1 + ARRAY_LENGTH] = iso_smi((int64_t)length);
+    for (size_t i = 0; i < length; i++) o[1 + ARRAY_INLINE + i] = ISO_UNDEFINED;
+    return iso_handle_new(iso, (iso_value)(uintptr_t)o);
   }
   iso_scope s;
   iso_scope_open(iso, &s);

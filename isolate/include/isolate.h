@@ -1027,9 +1027,17 @@ ISO_INLINE void iso_inl_store(iso_isolate *iso, iso_value host,
                               iso_value *slot, iso_value v) {
   if (ISO_UNLIKELY(ISO_INL(iso)->barrier_flags != 0)) {
     /* Marking: the overwritten value is shaded. Only then is it read: a
-     * store alone to a slot not in cache does not stall, a load does. */
-    iso_inl_store_marking(iso, host, slot, v);
-    return;
+     * store alone to a slot not in cache does not stall, a load does.
+     * A large host goes out of line at once, which may skip the read
+     * (Note [Scanned prefix] in gc/barrier.c); a small host's slot shares
+     * its lines with the header, and an overwritten number, undefined or
+     * other immediate has nothing to shade: the plain store below is
+     * the whole barrier then (its generational part included). */
+    if ((ISO_INL_PAGE_FLAGS(host) & ISO_INL_PAGE_LARGE) ||
+        iso_is_ref(__atomic_load_n(slot, __ATOMIC_RELAXED))) {
+      iso_inl_store_marking(iso, host, slot, v);
+      return;
+    }
   }
   /* Release: a GC thread that reads v (acquire) sees the object's
    * contents. A plain move on x86. */
