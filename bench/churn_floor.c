@@ -36,7 +36,7 @@
 /* Writes one pair at o and makes live[index] point to its record. */
 static inline void replace(uint64_t **live, uint64_t index, uint64_t *o,
                            uint64_t serial) {
-  o[0] = 0x21;          /* the record's header */
+  o[0] = 0x21;            /* the record's header */
   o[1] = serial << 1 | 1; /* a */
   o[2] = index << 1 | 1;  /* b */
   o[3] = (uint64_t)(uintptr_t)(o + 4);
@@ -99,10 +99,10 @@ int main(int argc, char **argv) {
   for (uint64_t i = 0; i < records; i++)
     replace(live, i, arena + i * PAIR_WORDS, serial++);
 
-  double bump = run(live, records, arena, blocks, true, seconds / 2, &rng,
-                    &serial);
-  double holes = run(live, records, arena, blocks / 2, false, seconds / 2,
-                     &rng, &serial);
+  double bump =
+      run(live, records, arena, blocks, true, seconds / 2, &rng, &serial);
+  double holes =
+      run(live, records, arena, blocks / 2, false, seconds / 2, &rng, &serial);
   /* Something the compiler cannot drop: a sum over the live set. */
   uint64_t sum = 0;
   for (uint64_t i = 0; i < records; i += 4096) sum += live[i][1];

@@ -674,10 +674,9 @@ static void *lab_next(iso_isolate *iso, size_t bytes) {
   if (!y->lab_inline) return NULL;
   char *top = iso->inl.alloc_top, *limit = iso->inl.alloc_limit;
   size_t used = (size_t)(top - o->lab_start);
-  if (y->pretenured_bytes + used + bytes >= y->pretenure_poll_at ||
-      h->in_gc || h->stress_scavenge_every || h->over_limit ||
-      h->external_pressure || isolate_terminating(iso) ||
-      bytes >= GC_LARGE_OBJECT_SIZE)
+  if (y->pretenured_bytes + used + bytes >= y->pretenure_poll_at || h->in_gc ||
+      h->stress_scavenge_every || h->over_limit || h->external_pressure ||
+      isolate_terminating(iso) || bytes >= GC_LARGE_OBJECT_SIZE)
     return NULL;
   uint64_t *blk = gc_old_take_block(iso, bytes);
   if (!blk) return NULL;
