@@ -175,16 +175,8 @@ void gc_object_init(iso_isolate *iso, void *mem, uint32_t type, size_t bytes) {
 }
 
 iso_value gc_alloc(iso_isolate *iso, uint32_t type, size_t bytes) {
-  char *top = iso->inl.alloc_top;
-  void *mem;
-  if (bytes < GC_LARGE_OBJECT_SIZE && top &&
-      (size_t)(iso->inl.alloc_limit - top) >= bytes) {
-    iso->inl.alloc_top = top + bytes;
-    mem = top;
-  } else {
-    mem = gc_alloc_young_slow(iso, bytes); /* sets the error on failure */
-    if (!mem) return 0;
-  }
+  void *mem = gc_alloc_raw(iso, bytes);
+  if (!mem) return 0;
   gc_object_init(iso, mem, type, bytes);
   return (iso_value)(uintptr_t)mem;
 }

@@ -262,6 +262,19 @@ void *gc_pretenure_try(iso_isolate *iso, size_t bytes);
 /* Slow path of the inline young allocation: a raw young (or large) block
  * of bytes, header and contents unset; 0 on OOM. May run a GC. */
 void *gc_alloc_young_slow(iso_isolate *iso, size_t bytes);
+/* A raw block of bytes as gc_alloc() takes it: a bump of the inline area
+ * (young, or the old LAB while pretenuring), else the slow path; header
+ * and contents unset, NULL on OOM. May run a GC. */
+static inline void *gc_alloc_raw(iso_isolate *iso, size_t bytes) {
+  iso_inl_isolate *t = ISO_INL(iso);
+  char *top = t->alloc_top;
+  if (bytes < GC_LARGE_OBJECT_SIZE && top &&
+      (size_t)(t->alloc_limit - top) >= bytes) {
+    t->alloc_top = top + bytes;
+    return top;
+  }
+  return gc_alloc_young_slow(iso, bytes); /* sets the error on failure */
+}
 /* Fills a new object's header and body as gc_alloc() does. */
 void gc_object_init(iso_isolate *iso, void *mem, uint32_t type, size_t bytes);
 

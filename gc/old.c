@@ -290,8 +290,6 @@ static bool add_page(iso_isolate *iso, bool check_limit) {
 
 static bool adopt_next(iso_isolate *iso, gc_adopt_mode mode);
 
-/* A LAB from the free lists, adopting pages that mode allows until one
- * gives a block of bytes, at most max_pages of them (0: no bound). */
 uint64_t *gc_old_take_block(iso_isolate *iso, size_t bytes) {
   gc_old *o = &iso->heap.old;
   size_t words = bytes / 8;
@@ -306,6 +304,8 @@ void gc_old_give_block(iso_isolate *iso, char *start, size_t bytes) {
   fl_add(&iso->heap.old.fl, start, bytes);
 }
 
+/* A LAB from the free lists, adopting pages that mode allows until one
+ * gives a block of bytes, at most max_pages of them (0: no bound). */
 static bool lab_from_free_space(iso_isolate *iso, size_t bytes,
                                 gc_adopt_mode mode, unsigned max_pages) {
   gc_old *o = &iso->heap.old;

@@ -121,15 +121,8 @@ iso_handle iso_array_new(iso_isolate *iso, size_t length) {
     /* One object, written here whole: the common small array costs a
      * bump of the allocation area and its words, as a record does. */
     size_t words = 1 + ARRAY_INLINE + length;
-    char *top = iso->inl.alloc_top;
-    uint64_t *o;
-    if (top && (size_t)(iso->inl.alloc_limit - top) >= 8 * words) {
-      iso->inl.alloc_top = top + 8 * words;
-      o = (uint64_t *)(void *)top;
-    } else {
-      o = gc_alloc_young_slow(iso, 8 * words);
-      if (o == NULL) return NULL;
-    }
+    uint64_t *o = gc_alloc_raw(iso, 8 * words);
+    if (o == NULL) return NULL;
     o[0] = gc_hdr_make(GC_TYPE_ARRAY, words);
     o[1 + ARRAY_ELEMENTS] = ISO_UNDEFINED;
     o[1 + ARRAY_LENGTH] = iso_smi((int64_t)length);
