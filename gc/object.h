@@ -78,7 +78,6 @@ enum {
  *                 no slots; raw 8 bytes: a gc_extern pointer whose data is
  *                 the shared store, the host pointer, or the iso_port */
 #define GC_ARRAY_SLOTS 2u
-/* The inline iso_array_set() in isolate.h relies on these. */
 /* The most elements an array keeps inline, after its GC_ARRAY_SLOTS: a
  * 64-byte object at most. */
 #define GC_ARRAY_INLINE_MAX 5u

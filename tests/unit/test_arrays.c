@@ -250,6 +250,26 @@ static void test_nested(void) {
 
 /* An old array that receives young elements between scavenges: the young
  * objects are reachable only through the old array. */
+/* The text of element i in a round of the old-to-young tests. */
+static void young_text(char *buf, size_t cap, const char *what, int round,
+                       size_t i) {
+  snprintf(buf, cap, "%s %d/%zu", what, round, i);
+}
+
+/* Stores a new (young) string young_text(what, round, i) at a[i], in a
+ * scope of its own, so only the array keeps it. */
+static void set_young_string(iso_handle a, size_t i, const char *what,
+                             int round) {
+  iso_scope in;
+  iso_scope_open(iso, &in);
+  char text[32];
+  young_text(text, sizeof text, what, round, i);
+  iso_handle s = iso_string_from_cstr(iso, text);
+  CHECK(s != NULL);
+  CHECK_OK(iso_array_set(iso, iso_get(a), i, iso_get(s)));
+  CHECK_OK(iso_scope_close(&in));
+}
+
 static void test_old_to_young(void) {
   iso_scope sc;
   iso_scope_open(iso, &sc);
@@ -258,16 +278,7 @@ static void test_old_to_young(void) {
   CHECK_OK(iso_gc(iso, ISO_GC_MINOR));
   CHECK_OK(iso_gc(iso, ISO_GC_FULL)); /* now certainly old */
   for (int round = 0; round < 5; round++) {
-    for (size_t i = 0; i < 4; i++) {
-      iso_scope in;
-      iso_scope_open(iso, &in);
-      char text[32];
-      snprintf(text, sizeof text, "young %d/%zu", round, i);
-      iso_handle s = iso_string_from_cstr(iso, text);
-      CHECK(s != NULL);
-      CHECK_OK(iso_array_set(iso, iso_get(a), i, iso_get(s)));
-      CHECK_OK(iso_scope_close(&in));
-    }
+    for (size_t i = 0; i < 4; i++) set_young_string(a, i, "young", round);
     /* Churn, so the young strings have to move. */
     for (int k = 0; k < 2000; k++) {
       iso_scope in;
@@ -279,7 +290,7 @@ static void test_old_to_young(void) {
     CHECK_OK(iso_heap_verify(iso));
     for (size_t i = 0; i < 4; i++) {
       char text[32];
-      snprintf(text, sizeof text, "young %d/%zu", round, i);
+      young_text(text, sizeof text, "young", round, i);
       CHECK_STRING(iso_get(iso_array_get(iso, iso_get(a), i)), text);
     }
   }
@@ -311,23 +322,14 @@ static void test_set_both_layouts(void) {
   CHECK_OK(iso_gc(iso, ISO_GC_MINOR));
   CHECK_OK(iso_gc(iso, ISO_GC_FULL)); /* the array and its store are old */
   for (int round = 0; round < 3; round++) {
-    for (size_t i = 0; i < 8; i += 7) {
-      iso_scope in;
-      iso_scope_open(iso, &in);
-      char text[32];
-      snprintf(text, sizeof text, "store %d/%zu", round, i);
-      iso_handle s = iso_string_from_cstr(iso, text);
-      CHECK(s != NULL);
-      CHECK_OK(iso_array_set(iso, iso_get(a), i, iso_get(s)));
-      CHECK_OK(iso_scope_close(&in));
-    }
+    for (size_t i = 0; i < 8; i += 7) set_young_string(a, i, "store", round);
     CHECK_OK(iso_gc(iso, ISO_GC_MINOR)); /* the strings move */
     CHECK_OK(iso_heap_verify(iso));
     for (size_t i = 0; i < 8; i++) {
       iso_value e = iso_get(iso_array_get(iso, iso_get(a), i));
       if (i % 7 == 0) {
         char text[32];
-        snprintf(text, sizeof text, "store %d/%zu", round, i);
+        young_text(text, sizeof text, "store", round, i);
         CHECK_STRING(e, text);
       } else {
         CHECK_EQ(iso_smi_value(e), (int64_t)i + 10);
