@@ -31,8 +31,9 @@
  * `all` pauses. Each block's CPU time on its thread is kept too:
  * worst_block_cpu_ms is the CPU time of the block with the longest wall
  * time (the rest of that block is time the thread did not run), and
- * block_cpu_ms {p50, p99, max} their distribution. node/old_churn.js is
- * the twin (it reports wall times only).
+ * block_cpu_ms {p50, p99, max} their distribution. scavenge_max_ms and
+ * marking_pause_max_ms split pause_ms.max by kind (the largest over the
+ * isolates). node/old_churn.js is the twin (it reports wall times only).
  */
 #include "bench.h"
 
@@ -354,7 +355,7 @@ int main(int argc, char **argv) {
   double rate = 0.0, wall = 0.0, build = 0.0;
   iso_pause_stats_t pause = {0};
   uint64_t scavenges = 0, fulls = 0, markings = 0, cycles = 0;
-  double bg_mark = 0.0, bg_sweep = 0.0;
+  double bg_mark = 0.0, bg_sweep = 0.0, scavenge_max = 0.0, marking_max = 0.0;
   for (unsigned i = 0; i < isolates; i++) {
     const churn_thread *t = &threads[i];
     memcpy(all + at, t->block_ms, t->blocks * sizeof *all);
@@ -382,6 +383,9 @@ int main(int argc, char **argv) {
     if (p->p99_ms > pause.p99_ms) pause.p99_ms = p->p99_ms;
     if (p->max_ms > pause.max_ms) pause.max_ms = p->max_ms;
     scavenges += t->gc.scavenge.count;
+    if (t->gc.scavenge.max_ms > scavenge_max)
+      scavenge_max = t->gc.scavenge.max_ms;
+    if (t->gc.marking.max_ms > marking_max) marking_max = t->gc.marking.max_ms;
     fulls += t->gc.full.count;
     markings += t->gc.marking.count;
     cycles += t->gc.cycles;
@@ -416,8 +420,10 @@ int main(int argc, char **argv) {
             nblocks ? all_cpu[nblocks - 1] : 0.0);
   bench_json_num(&j, "pause_total_ms", pause.total_ms, 1);
   bench_json_u64(&j, "scavenge_count", scavenges);
+  bench_json_num(&j, "scavenge_max_ms", scavenge_max, 3);
   bench_json_u64(&j, "full_gc_count", fulls);
   bench_json_u64(&j, "marking_pause_count", markings);
+  bench_json_num(&j, "marking_pause_max_ms", marking_max, 3);
   bench_json_u64(&j, "gc_cycles", cycles);
   bench_json_num(&j, "background_mark_ms", bg_mark, 1);
   bench_json_num(&j, "background_sweep_ms", bg_sweep, 1);
