@@ -108,7 +108,15 @@ void gc_stress_tick(iso_isolate *iso);
 /* ---- marking (mark.c) ---- */
 
 /* Marks v grey if it is an unmarked old object. Any thread. */
-void gc_mark_shade(gc_worklist_local *wl, iso_value v);
+static inline void gc_mark_shade(gc_worklist_local *wl, iso_value v) {
+  gc_page *p = gc_page_of(gc_obj(v));
+  /* Young (or a young page evacuated while marking, flagged free and
+   * quarantined: a reference a marker read just before the scavenge
+   * updated the slot). Only old objects are marked. */
+  if (!(thr_load_relaxed(&p->flags) & GC_PAGE_OLD)) return;
+  size_t i = gc_page_word_index(p, gc_obj(v));
+  if (gc_bit_set_atomic(p->markbits, i)) gc_worklist_push(wl, v);
+}
 /* A prefetch for writing. x86 compilers emit PREFETCHW only when told the
  * CPU has it, but every x86-64 CPU executes it (as a hint or, on the
  * oldest, as a no-op), so it is written out. */
@@ -127,10 +135,13 @@ static inline void gc_prefetch_write(const void *addr) {
  * page the guess is harmless). */
 static inline void gc_mark_prefetch(iso_value v) {
   gc_page *p = gc_page_of(gc_obj(v));
-  size_t i = (size_t)((const char *)gc_obj(v) - (const char *)p -
-                      GC_PAGE_HEADER_SIZE) / 8;
+  size_t off =
+      (size_t)((const char *)gc_obj(v) - (const char *)p) - GC_PAGE_HEADER_SIZE;
   __builtin_prefetch(p);
-  gc_prefetch_write(&p->inline_bits[(i / 64) % GC_BITMAP_WORDS]);
+  /* A word of 64 bits covers 512 bytes. The mask changes nothing on a
+   * normal page (its area has GC_BITMAP_WORDS < 512 of them) and keeps a
+   * guess for a large page's object within the header's bitmaps. */
+  gc_prefetch_write(&p->inline_bits[(off >> 9) & 511]);
 }
 /* Marks an object black without pushing it (its slots are handled by the
  * caller). */
@@ -153,7 +164,8 @@ typedef struct gc_marker {
  * returns the bytes traced (o's size for an object). Some referents may
  * wait in mk->pending: gc_mark_flush shades them. A long large object's
  * next slice is left in mk->next, for the caller to trace or push. */
-size_t gc_mark_trace(const gc_type *types, gc_marker *mk, iso_value o);
+static inline size_t gc_mark_trace(const gc_type *types, gc_marker *mk,
+                                   iso_value o);
 /* Shades every reference waiting in mk. */
 void gc_mark_flush(gc_marker *mk);
 /* Shades v once its page flags and mark-bit word have had time to arrive:
@@ -183,6 +195,38 @@ static inline iso_value gc_mark_slice_entry(gc_page *p, size_t k) {
   return (iso_value)(uintptr_t)p | (iso_value)(k << 3) | 1;
 }
 static inline bool gc_mark_is_slice(iso_value e) { return (e & 7) == 1; }
+
+/* Shades the references in slots [from, to). */
+static inline void gc_mark_shade_slots(gc_marker *mk, iso_value *from,
+                                       iso_value *to) {
+  for (iso_value *s = from; s < to; s++) {
+    /* Acquire: pairs with the release store of the barrier (isolate.h),
+     * so an object published into a slot is seen initialised. */
+    iso_value v = thr_load_acquire(s);
+    if (iso_is_ref(v)) gc_mark_shade_later(mk, v);
+  }
+}
+
+/* gc_mark_trace for slices and large objects. */
+size_t gc_mark_trace_large(const gc_type *types, gc_marker *mk, iso_value o);
+/* Inline, as is all it calls on the way, for the object of a normal page:
+ * marking runs this once per object, and its calls had cost a sixth of
+ * the marker's instructions. */
+static inline size_t gc_mark_trace(const gc_type *types, gc_marker *mk,
+                                   iso_value o) {
+  if (ISO_UNLIKELY(gc_mark_is_slice(o)))
+    return gc_mark_trace_large(types, mk, o);
+  /* The owner may be storing an identity hash into the header. */
+  uint64_t hdr = thr_load_relaxed(gc_obj(o));
+  gc_page *p = gc_page_of(gc_obj(o));
+  if (ISO_UNLIKELY(thr_load_relaxed(&p->flags) & GC_PAGE_LARGE))
+    return gc_mark_trace_large(types, mk, o);
+  size_t size = gc_size_from_header(o, hdr);
+  iso_value *slots = gc_slots(o);
+  gc_mark_shade_slots(mk, slots,
+                      slots + gc_slots_from_header(types, hdr, size));
+  return size;
+}
 
 /* ---- remembered set (barrier.c) ---- */
 

@@ -12,6 +12,11 @@
  * - Tracing reads slots with relaxed atomic loads and never writes to the
  *   object, so it can run on any thread while the owner runs; nothing here
  *   assumes the mutator is stopped.
+ *
+ * The per-object path (gc_mark_trace for an object of a normal page,
+ * gc_mark_shade_later, gc_mark_shade) is inline in gc_internal.h, so that
+ * drain runs it without a call; this file keeps slices of large objects
+ * and the flush of the pending queue.
  */
 #include "gc_internal.h"
 
@@ -34,16 +39,6 @@ void gc_mark_set(iso_value v) {
   thr_fetch_or_relaxed(w, mask);
 }
 
-void gc_mark_shade(gc_worklist_local *wl, iso_value v) {
-  gc_page *p = gc_page_of(gc_obj(v));
-  /* Young (or a young page evacuated while marking, flagged free and
-   * quarantined: a reference a marker read just before the scavenge
-   * updated the slot). Only old objects are marked. */
-  if (!(thr_load_relaxed(&p->flags) & GC_PAGE_OLD)) return;
-  size_t i = gc_page_word_index(p, gc_obj(v));
-  if (gc_bit_set_atomic(p->markbits, i)) gc_worklist_push(wl, v);
-}
-
 /* Note [Two-stage prefetch]
  * Marking is bound by cache misses, two per object, both anywhere in the
  * heap: the header of a grey object (drain in concurrent.c fetches it
@@ -58,16 +53,6 @@ void gc_mark_flush(gc_marker *mk) {
     gc_mark_shade(mk->wl, mk->pending[mk->head]);
     mk->head = (mk->head + 1) % GC_SHADE_AHEAD;
     mk->count--;
-  }
-}
-
-/* Shades the references in slots [from, to). */
-static void shade_slots(gc_marker *mk, iso_value *from, iso_value *to) {
-  for (iso_value *s = from; s < to; s++) {
-    /* Acquire: pairs with the release store of the barrier (isolate.h),
-     * so an object published into a slot is seen initialised. */
-    iso_value v = thr_load_acquire(s);
-    if (iso_is_ref(v)) gc_mark_shade_later(mk, v);
   }
 }
 
@@ -90,13 +75,13 @@ static size_t trace_slice(gc_marker *mk, gc_page *p, size_t k,
   size_t from = k * GC_MARK_SLICE_SLOTS, to = from + GC_MARK_SLICE_SLOTS;
   bool last = to >= n || k + 1 > GC_MARK_SLICE_MAX;
   if (last) to = n;
-  shade_slots(mk, slots + from, slots + to);
+  gc_mark_shade_slots(mk, slots + from, slots + to);
   thr_store_release(&p->scan_mark, mk->epoch | (uint64_t)to);
   if (!last) mk->next = gc_mark_slice_entry(p, k + 1);
   return (to - from) * 8;
 }
 
-size_t gc_mark_trace(const gc_type *types, gc_marker *mk, iso_value o) {
+size_t gc_mark_trace_large(const gc_type *types, gc_marker *mk, iso_value o) {
   if (gc_mark_is_slice(o)) {
     gc_page *p = (gc_page *)(uintptr_t)(o & ~(iso_value)(GC_PAGE_SIZE - 1));
     size_t k = (size_t)(o & (GC_PAGE_SIZE - 1)) >> 3, n;
@@ -104,19 +89,13 @@ size_t gc_mark_trace(const gc_type *types, gc_marker *mk, iso_value o) {
     iso_value *slots = large_slots(types, p, &n);
     return trace_slice(mk, p, k, slots, n);
   }
-  /* The owner may be storing an identity hash into the header. */
-  uint64_t hdr = thr_load_relaxed(gc_obj(o));
-  size_t size = gc_size_from_header(o, hdr);
-  size_t n = gc_slots_from_header(types, hdr, size);
-  iso_value *slots = gc_slots(o);
+  /* A large object is traced in slices, so that a marker returns to the
+   * barrier's ring between them and can stop within a budget. (Objects of
+   * normal pages are short enough to trace whole: gc_mark_trace.) */
   gc_page *p = gc_page_of(gc_obj(o));
-  if (thr_load_relaxed(&p->flags) & GC_PAGE_LARGE) {
-    /* A large object is traced in slices, so that a marker returns to
-     * the barrier's ring between them and can stop within a budget.
-     * (Objects of normal pages are short enough to trace whole.) */
-    size_t traced = trace_slice(mk, p, 0, slots, n);
-    return n > GC_MARK_SLICE_SLOTS ? 8 + traced : size;
-  }
-  shade_slots(mk, slots, slots + n);
-  return size;
+  uint64_t hdr = thr_load_relaxed(gc_obj(o));
+  size_t n, size = gc_size_from_header(o, hdr);
+  iso_value *slots = large_slots(types, p, &n);
+  size_t traced = trace_slice(mk, p, 0, slots, n);
+  return n > GC_MARK_SLICE_SLOTS ? 8 + traced : size;
 }
