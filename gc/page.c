@@ -18,6 +18,32 @@
 #include "isolate_internal.h"
 
 #define GC_CHUNK_PAGES 64
+/* The size of a transparent huge page on x86-64 (and of most arm64
+ * kernels; elsewhere the advice is merely less effective). */
+#define HUGE_PAGE ((size_t)2 << 20)
+
+/* Note [Huge pages]
+ * With iso_runtime_params.huge_pages on, chunks are mapped 2 MiB-aligned
+ * and advised MADV_HUGEPAGE, as are large objects of 2 MiB and more, so
+ * that the kernel can back the heap with transparent huge pages. Marking
+ * a big heap is bound by address translation: every grey object and
+ * every referent's mark-bit word lie anywhere in the heap, and with
+ * 4 KiB pages nearly each is a TLB miss whose page walk the marker's
+ * prefetch must wait for (two-dimensional under a hypervisor). On the
+ * project's virtual machine a full collection of old_churn's 1.3 GB heap
+ * was 20 to 30% shorter with huge pages, and the program 14% faster.
+ *   It is off by default because of where the faults land: a huge page is
+ * zeroed whole when first touched, and the first touch of a chunk's next
+ * 2 MiB may come inside a pause (a scavenge copying into a fresh page)
+ * or in the middle of the program's work. On that machine one such
+ * fault took about 0.25 ms when the kernel had huge pages at hand and 3
+ * to 7 ms when it did not; old_churn's heap growing to 1.3 GB in its
+ * first seconds put 3 to 4 ms scavenges into its pause figures. A server
+ * whose heap reaches its size once and then runs for hours pays that once;
+ * a latency target measured from a cold start does not. (Faulting chunks
+ * in ahead on the GC threads was measured too: the time went from
+ * marking, cycles ran long and the heap grew past its target.) Pages
+ * given back to the OS split their huge page; nothing else changes. */
 
 typedef struct gc_chunk {
   struct gc_chunk *next;
@@ -33,6 +59,7 @@ struct gc_pool {
   size_t committed_free; /* free pages whose memory is still committed */
   size_t retain_pages;
   size_t mapped_bytes;    /* chunks and large pages */
+  bool huge_pages;        /* Note [Huge pages] */
 };
 
 void gc_bits_clear_range(uint64_t *bits, size_t from, size_t to) {
@@ -49,25 +76,32 @@ void gc_bits_clear_range(uint64_t *bits, size_t from, size_t to) {
   }
 }
 
-/* An aligned mapping of size bytes (a multiple of the OS page size). */
-static char *map_aligned(size_t size) {
-  size_t total = size + GC_PAGE_SIZE;
+/* A mapping of size bytes (a multiple of the OS page size), aligned to
+ * GC_PAGE_SIZE; with huge, aligned to HUGE_PAGE and advised huge pages
+ * (Note [Huge pages]). */
+static char *map_aligned(size_t size, bool huge) {
+  size_t align = huge ? HUGE_PAGE : GC_PAGE_SIZE;
+  size_t total = size + align;
   char *raw = mmap(NULL, total, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (raw == MAP_FAILED) return NULL;
-  uintptr_t start = ((uintptr_t)raw + GC_PAGE_SIZE - 1) & ~(GC_PAGE_SIZE - 1);
+  uintptr_t start = ((uintptr_t)raw + align - 1) & ~(uintptr_t)(align - 1);
   size_t head = start - (uintptr_t)raw;
   size_t tail = total - head - size;
   if (head) munmap(raw, head);
   if (tail) munmap((char *)start + size, tail);
+  /* Advice only: a kernel without transparent huge pages refuses it and
+   * nothing changes. */
+  if (huge) (void)madvise((char *)start, size, MADV_HUGEPAGE);
   return (char *)start;
 }
 
-gc_pool *gc_pool_new(size_t retain_bytes) {
+gc_pool *gc_pool_new(size_t retain_bytes, bool huge_pages) {
   gc_pool *pool = calloc(1, sizeof *pool);
   if (!pool) return NULL;
   pthread_mutex_init(&pool->lock, NULL);
   pool->retain_pages = retain_bytes / GC_PAGE_SIZE;
+  pool->huge_pages = huge_pages;
   return pool;
 }
 
@@ -115,7 +149,8 @@ gc_page *gc_pool_take(gc_pool *pool, iso_isolate *owner, uint32_t flags) {
     gc_chunk *c = pool->chunks;
     if (!c || c->used_pages == GC_CHUNK_PAGES) {
       c = malloc(sizeof *c);
-      char *base = c ? map_aligned((size_t)GC_CHUNK_PAGES * GC_PAGE_SIZE)
+      char *base = c ? map_aligned((size_t)GC_CHUNK_PAGES * GC_PAGE_SIZE,
+                                   pool->huge_pages)
                      : NULL;
       if (!base) {
         free(c);
@@ -174,7 +209,10 @@ gc_page *gc_large_page_new(gc_pool *pool, iso_isolate *owner,
   size_t rset_words = (words + 63) / 64;
   uint64_t *rset = calloc(rset_words, sizeof(uint64_t));
   uint64_t *summary = calloc((rset_words + 63) / 64, sizeof(uint64_t));
-  char *base = mark && rset && summary ? map_aligned(mapping) : NULL;
+  char *base =
+      mark && rset && summary
+          ? map_aligned(mapping, pool->huge_pages && mapping >= HUGE_PAGE)
+          : NULL;
   if (!base) {
     free(mark);
     free(rset);

@@ -116,7 +116,9 @@ void gc_bits_clear_range(uint64_t *bits, size_t from, size_t to);
 
 typedef struct gc_pool gc_pool;
 
-gc_pool *gc_pool_new(size_t retain_bytes);
+/* huge_pages: map chunks and large objects for transparent huge pages
+ * (Note [Huge pages] in page.c). */
+gc_pool *gc_pool_new(size_t retain_bytes, bool huge_pages);
 void gc_pool_free(gc_pool *pool);
 /* A page for owner with the given flags, bitmaps clear; NULL if the OS
  * refuses memory. Any thread. */

@@ -40,7 +40,7 @@ static void set_type(iso_runtime *rt, uint32_t id, const char *name,
 }
 
 iso_runtime *iso_runtime_new(const iso_runtime_params *params) {
-  iso_runtime_params p = {sizeof p, 128u << 20, 0, 0, 0};
+  iso_runtime_params p = {sizeof p, 128u << 20, 0, 0, 0, ISO_HUGE_PAGES_OFF};
   if (params) {
     if (params->struct_size < sizeof(size_t) ||
         params->struct_size > 4096) {
@@ -62,7 +62,20 @@ iso_runtime *iso_runtime_new(const iso_runtime_params *params) {
     if (params->struct_size >= offsetof(iso_runtime_params, cores) +
                                    sizeof(unsigned))
       p.cores = params->cores;
+    if (params->struct_size >=
+        offsetof(iso_runtime_params, huge_pages) + sizeof(unsigned))
+      p.huge_pages = params->huge_pages;
   }
+  if (p.huge_pages != ISO_HUGE_PAGES_OFF && p.huge_pages != ISO_HUGE_PAGES_ON) {
+    isolate_fail(ISO_ERR_ARGUMENT,
+                 "iso_runtime_new: huge_pages is %u, not ISO_HUGE_PAGES_OFF "
+                 "or ISO_HUGE_PAGES_ON",
+                 p.huge_pages);
+    return NULL;
+  }
+  const char *env = getenv("ISO_GC_HUGE_PAGES");
+  if (env && strcmp(env, "1") == 0) p.huge_pages = ISO_HUGE_PAGES_ON;
+  if (env && strcmp(env, "0") == 0) p.huge_pages = ISO_HUGE_PAGES_OFF;
   if (p.max_heap_size && p.max_heap_size < ((size_t)1 << 20)) {
     isolate_fail(ISO_ERR_ARGUMENT,
                  "iso_runtime_new: max_heap_size %zu is below the 1 MiB "
@@ -74,7 +87,8 @@ iso_runtime *iso_runtime_new(const iso_runtime_params *params) {
   rt->types = calloc(GC_MAX_TYPES, sizeof *rt->types);
   rt->inl_types = calloc(GC_MAX_TYPES, sizeof *rt->inl_types);
   rt->type_index = calloc(TYPE_INDEX_SLOTS, sizeof *rt->type_index);
-  rt->pool = gc_pool_new(p.page_pool_retain_bytes);
+  rt->pool =
+      gc_pool_new(p.page_pool_retain_bytes, p.huge_pages == ISO_HUGE_PAGES_ON);
   if (!rt->types || !rt->inl_types || !rt->type_index || !rt->pool)
     goto oom;
   pthread_mutex_init(&rt->lock, NULL);
