@@ -107,15 +107,23 @@ void gc_stress_tick(iso_isolate *iso);
 
 /* ---- marking (mark.c) ---- */
 
-/* Marks v grey if it is an unmarked old object. Any thread. */
+static inline iso_value gc_mark_slice_entry(gc_page *p, size_t k);
+/* Marks v grey if it is an unmarked old object. Any thread. The one place
+ * that puts a new grey object on a worklist: a large object goes there as
+ * its first slice (gc_mark_slice_entry), so that tracing tells the two
+ * apart without reading the page's flags (gc_mark_trace). */
 static inline void gc_mark_shade(gc_worklist_local *wl, iso_value v) {
   gc_page *p = gc_page_of(gc_obj(v));
+  uint32_t flags = thr_load_relaxed(&p->flags);
   /* Young (or a young page evacuated while marking, flagged free and
    * quarantined: a reference a marker read just before the scavenge
    * updated the slot). Only old objects are marked. */
-  if (!(thr_load_relaxed(&p->flags) & GC_PAGE_OLD)) return;
+  if (!(flags & GC_PAGE_OLD)) return;
   size_t i = gc_page_word_index(p, gc_obj(v));
-  if (gc_bit_set_atomic(p->markbits, i)) gc_worklist_push(wl, v);
+  if (gc_bit_set_atomic(p->markbits, i))
+    gc_worklist_push(wl, ISO_UNLIKELY(flags & GC_PAGE_LARGE)
+                             ? gc_mark_slice_entry(p, 0)
+                             : v);
 }
 /* A prefetch for writing. x86 compilers emit PREFETCHW only when told the
  * CPU has it, but every x86-64 CPU executes it (as a hint or, on the
@@ -207,20 +215,19 @@ static inline void gc_mark_shade_slots(gc_marker *mk, iso_value *from,
   }
 }
 
-/* gc_mark_trace for slices and large objects. */
-size_t gc_mark_trace_large(const gc_type *types, gc_marker *mk, iso_value o);
+/* gc_mark_trace for a slice of a large object. */
+size_t gc_mark_trace_slice(const gc_type *types, gc_marker *mk, iso_value e);
 /* Inline, as is all it calls on the way, for the object of a normal page:
  * marking runs this once per object, and its calls had cost a sixth of
- * the marker's instructions. */
+ * the marker's instructions. A large object arrives as a slice
+ * (gc_mark_shade), so this reads the object and never its page header. */
 static inline size_t gc_mark_trace(const gc_type *types, gc_marker *mk,
                                    iso_value o) {
   if (ISO_UNLIKELY(gc_mark_is_slice(o)))
-    return gc_mark_trace_large(types, mk, o);
+    return gc_mark_trace_slice(types, mk, o);
+  ISO_DASSERT(!(gc_page_of(gc_obj(o))->flags & GC_PAGE_LARGE));
   /* The owner may be storing an identity hash into the header. */
   uint64_t hdr = thr_load_relaxed(gc_obj(o));
-  gc_page *p = gc_page_of(gc_obj(o));
-  if (ISO_UNLIKELY(thr_load_relaxed(&p->flags) & GC_PAGE_LARGE))
-    return gc_mark_trace_large(types, mk, o);
   size_t size = gc_size_from_header(o, hdr);
   iso_value *slots = gc_slots(o);
   gc_mark_shade_slots(mk, slots,

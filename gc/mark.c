@@ -16,7 +16,8 @@
  * The per-object path (gc_mark_trace for an object of a normal page,
  * gc_mark_shade_later, gc_mark_shade) is inline in gc_internal.h, so that
  * drain runs it without a call; this file keeps slices of large objects
- * and the flush of the pending queue.
+ * (a large object is pushed as its first slice) and the flush of the
+ * pending queue.
  */
 #include "gc_internal.h"
 
@@ -81,21 +82,15 @@ static size_t trace_slice(gc_marker *mk, gc_page *p, size_t k,
   return (to - from) * 8;
 }
 
-size_t gc_mark_trace_large(const gc_type *types, gc_marker *mk, iso_value o) {
-  if (gc_mark_is_slice(o)) {
-    gc_page *p = (gc_page *)(uintptr_t)(o & ~(iso_value)(GC_PAGE_SIZE - 1));
-    size_t k = (size_t)(o & (GC_PAGE_SIZE - 1)) >> 3, n;
-    ISO_DASSERT(p->flags & GC_PAGE_LARGE);
-    iso_value *slots = large_slots(types, p, &n);
-    return trace_slice(mk, p, k, slots, n);
-  }
-  /* A large object is traced in slices, so that a marker returns to the
-   * barrier's ring between them and can stop within a budget. (Objects of
-   * normal pages are short enough to trace whole: gc_mark_trace.) */
-  gc_page *p = gc_page_of(gc_obj(o));
-  uint64_t hdr = thr_load_relaxed(gc_obj(o));
-  size_t n, size = gc_size_from_header(o, hdr);
+size_t gc_mark_trace_slice(const gc_type *types, gc_marker *mk, iso_value e) {
+  gc_page *p = (gc_page *)(uintptr_t)(e & ~(iso_value)(GC_PAGE_SIZE - 1));
+  size_t k = (size_t)(e & (GC_PAGE_SIZE - 1)) >> 3, n;
+  ISO_DASSERT(p->flags & GC_PAGE_LARGE);
   iso_value *slots = large_slots(types, p, &n);
-  size_t traced = trace_slice(mk, p, 0, slots, n);
-  return n > GC_MARK_SLICE_SLOTS ? 8 + traced : size;
+  size_t traced = trace_slice(mk, p, k, slots, n);
+  if (k != 0) return traced;
+  /* The first slice stands for the object (gc_mark_shade): an object
+   * without slots, or with few, counts its whole size; a long one its
+   * header and then its slots, slice by slice. */
+  return n > GC_MARK_SLICE_SLOTS ? 8 + traced : p->object_size;
 }
