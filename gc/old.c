@@ -278,7 +278,7 @@ static bool add_page(iso_isolate *iso, bool check_limit) {
   gc_heap *h = &iso->heap;
   if (check_limit && gc_old_would_exceed(iso, GC_PAGE_SIZE)) return false;
   if (!reserve_page_vec(h)) return false;
-  gc_page *p = gc_pool_take(iso->rt->pool, iso, GC_PAGE_OLD);
+  gc_page *p = gc_pool_take(iso->rt->pool, iso, GC_PAGE_OLD, h->in_gc);
   if (!p) return false;
   link_page(iso, p);
   gc_fill(p->area_start, GC_PAGE_AREA);

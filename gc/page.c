@@ -34,11 +34,13 @@
  * was 20 to 30% shorter with huge pages, and the program 14% faster.
  *   It is off by default because of where the faults land: a huge page is
  * zeroed whole when first touched, and the first touch of a chunk's next
- * 2 MiB may come inside a pause (a scavenge copying into a fresh page)
- * or in the middle of the program's work. On that machine one such
- * fault took about 0.25 ms when the kernel had huge pages at hand and 3
- * to 7 ms when it did not; old_churn's heap growing to 1.3 GB in its
- * first seconds put 3 to 4 ms scavenges into its pause figures. A server
+ * 2 MiB may come in the middle of the program's work: on that machine
+ * one such fault took about 0.25 ms when the kernel had huge pages at
+ * hand and 3 to 7 ms when it did not. Pauses are kept out of it: a page
+ * taken in a pause (a scavenge's to-space or promotion) is carved from a
+ * chunk of its own without the advice, whose small pages fault 4 KiB at
+ * a time (before this, old_churn's heap growing to 1.3 GB in its first
+ * seconds put 3 to 4 ms scavenges into its pause figures). A server
  * whose heap reaches its size once and then runs for hours pays that once;
  * a latency target measured from a cold start does not. (Faulting chunks
  * in ahead on the GC threads was measured too: the time went from
@@ -53,7 +55,9 @@ typedef struct gc_chunk {
 
 struct gc_pool {
   pthread_mutex_t lock;
-  gc_chunk *chunks;
+  gc_chunk *chunks;       /* every chunk, for gc_pool_free */
+  gc_chunk *carving;      /* the chunk new pages come from */
+  gc_chunk *carving_huge; /* the same, outside pauses, with huge pages */
   gc_page *free_pages;
   size_t free_count;
   size_t committed_free; /* free pages whose memory is still committed */
@@ -137,7 +141,8 @@ static void page_init(gc_page *p, iso_isolate *owner, uint32_t flags,
   thr_store_release(&p->flags, flags);
 }
 
-gc_page *gc_pool_take(gc_pool *pool, iso_isolate *owner, uint32_t flags) {
+gc_page *gc_pool_take(gc_pool *pool, iso_isolate *owner, uint32_t flags,
+                      bool in_pause) {
   gc_page *p = NULL;
   pthread_mutex_lock(&pool->lock);
   if (pool->free_pages) {
@@ -146,12 +151,14 @@ gc_page *gc_pool_take(gc_pool *pool, iso_isolate *owner, uint32_t flags) {
     pool->free_count--;
     if (p->committed) pool->committed_free--;
   } else {
-    gc_chunk *c = pool->chunks;
+    /* Note [Huge pages]: a pause carves from a chunk of small pages. */
+    bool huge = pool->huge_pages && !in_pause;
+    gc_chunk **carving = huge ? &pool->carving_huge : &pool->carving;
+    gc_chunk *c = *carving;
     if (!c || c->used_pages == GC_CHUNK_PAGES) {
       c = malloc(sizeof *c);
-      char *base = c ? map_aligned((size_t)GC_CHUNK_PAGES * GC_PAGE_SIZE,
-                                   pool->huge_pages)
-                     : NULL;
+      char *base =
+          c ? map_aligned((size_t)GC_CHUNK_PAGES * GC_PAGE_SIZE, huge) : NULL;
       if (!base) {
         free(c);
         pthread_mutex_unlock(&pool->lock);
@@ -161,6 +168,7 @@ gc_page *gc_pool_take(gc_pool *pool, iso_isolate *owner, uint32_t flags) {
       c->used_pages = 0;
       c->next = pool->chunks;
       pool->chunks = c;
+      *carving = c;
       pool->mapped_bytes += (size_t)GC_CHUNK_PAGES * GC_PAGE_SIZE;
     }
     p = (gc_page *)(c->base + c->used_pages++ * GC_PAGE_SIZE);

@@ -121,9 +121,11 @@ typedef struct gc_pool gc_pool;
 gc_pool *gc_pool_new(size_t retain_bytes, bool huge_pages);
 void gc_pool_free(gc_pool *pool);
 /* A page for owner with the given flags, bitmaps clear; NULL if the OS
- * refuses memory. Any thread. */
-gc_page *gc_pool_take(gc_pool *pool, struct iso_isolate *owner,
-                      uint32_t flags);
+ * refuses memory. in_pause: the caller is in a pause, so a fresh page
+ * must not fault in a huge page (Note [Huge pages] in page.c). Any
+ * thread. */
+gc_page *gc_pool_take(gc_pool *pool, struct iso_isolate *owner, uint32_t flags,
+                      bool in_pause);
 /* Returns a page (debug builds zap it). Any thread. */
 void gc_pool_give(gc_pool *pool, gc_page *page);
 /* A large page for one object of object_bytes; NULL if the OS refuses. */

@@ -165,7 +165,7 @@ static bool add_page(iso_isolate *iso) {
     p->next = NULL;
     thr_store_release(&p->flags, (uint32_t)GC_PAGE_YOUNG);
   } else {
-    p = gc_pool_take(iso->rt->pool, iso, GC_PAGE_YOUNG);
+    p = gc_pool_take(iso->rt->pool, iso, GC_PAGE_YOUNG, iso->heap.in_gc);
     if (!p) return false;
   }
   if (y->last) {

@@ -377,8 +377,9 @@ static long huge_advised_kb(uintptr_t addr) {
 }
 
 /* Note [Huge pages] (gc/page.c): with huge_pages on, the pool's chunks and
- * objects of 2 MiB and more are advised huge pages; off (the default),
- * nothing is. The heap works the same either way. */
+ * objects of 2 MiB and more are advised huge pages, except chunks that
+ * pages taken in a pause come from; off (the default), nothing is. The
+ * heap works the same either way. */
 static void test_huge_pages(void) {
   iso_runtime_params p;
   memset(&p, 0, sizeof p);
@@ -406,7 +407,19 @@ static void test_huge_pages(void) {
     CHECK(big != NULL && small != NULL && str != NULL);
     for (size_t i = 0; i < BIG; i += 4099)
       CHECK_OK(iso_array_set(iso, iso_get(big), i, iso_smi((int64_t)i)));
+    /* Young survivors: the collection below copies them in its pause. */
+    iso_handle young = iso_array_new(iso, 0);
+    CHECK(young != NULL);
+    for (int i = 0; i < 20000; i++) {
+      iso_scope in;
+      iso_scope_open(iso, &in);
+      iso_handle e = iso_array_new(iso, 4); /* may move young */
+      CHECK(e != NULL);
+      CHECK_OK(iso_array_push(iso, iso_get(young), iso_get(e)));
+      CHECK_OK(iso_scope_close(&in));
+    }
     CHECK_OK(iso_gc(iso, ISO_GC_FULL));
+    CHECK_UEQ(iso_array_length(iso_get(young)), 20000);
     for (size_t i = 0; i < BIG; i++) {
       iso_value v = iso_get(iso_array_get(iso, iso_get(big), i));
       if (i % 4099 == 0)
@@ -417,16 +430,22 @@ static void test_huge_pages(void) {
     CHECK(iso_string_length(iso_get(str)) == text_len &&
           memcmp(iso_string_data(iso_get(str)), text, text_len) == 0);
     long after = huge_advised_kb(0);
+    iso_runtime_statistics_t rs;
+    CHECK_OK(iso_runtime_statistics(rt, &rs));
+    long mapped_kb = (long)(rs.pool_mapped_size >> 10);
     long in_str = huge_advised_kb((uintptr_t)iso_string_data(iso_get(str)));
     if (before < 0 || env) {
       printf("# huge-page advice not checked (%s)\n",
              env ? "ISO_GC_HUGE_PAGES is set" : "no /proc/self/smaps");
     } else if (mode == ISO_HUGE_PAGES_ON) {
       /* One chunk of 16 MiB (the heap is small), the array's 8 MiB and
-       * the string's 3 MiB, not the small array's large page. */
+       * the string's 3 MiB, not the small array's large page; and the
+       * pages the collection took in its pause came from a chunk of
+       * their own, not advised. */
       long want = (16 << 10) + (8 << 10) + (3 << 10);
       CHECK_GE(after - before, want);
       CHECK_LT(after - before, want + 128);
+      CHECK_GE(mapped_kb - (after - before), 16 << 10);
       CHECK_GE(in_str, 3 << 10);
     } else {
       CHECK_EQ(after, before);
