@@ -210,11 +210,12 @@ typedef struct iso_runtime_params {
    * (/sys/kernel/mm/transparent_hugepage/enabled "madvise" or "always")
    * decides whether it is taken. A big heap then costs far fewer TLB
    * misses to mark and to use (old_churn's 1.3 GB heap: marking 20 to 30%
-   * shorter), but each 2 MiB is faulted in whole when first touched, which
-   * can land in a pause while the heap grows (0.25 to 7 ms, by how readily
-   * the kernel finds a huge page): for servers that reach their heap size
-   * once and run long. ISO_GC_HUGE_PAGES=1 or 0 in the environment
-   * overrides it. */
+   * shorter), but each 2 MiB is faulted in whole when the program first
+   * touches it while the heap grows (0.25 to 7 ms, by how readily the
+   * kernel finds a huge page; pages taken in a pause keep small pages, so
+   * pauses never wait for such a fault): for servers that reach their
+   * heap size once and run long. ISO_GC_HUGE_PAGES=1 or 0 in the
+   * environment overrides it. */
   unsigned huge_pages;
 } iso_runtime_params;
 #define ISO_GC_THREADS_NONE 0xffffffffu
