@@ -391,6 +391,9 @@ static void finish_marking(iso_isolate *iso, bool on_owner) {
   gc_marking *m = &h->marking;
   uint64_t t0 = isolate_now_ns();
   ISO_DASSERT(!h->young.lab_inline && m->barrier_count == 0); /* try_finish */
+  /* Note [Black LABs, in batches] in old.c: the detach flushed them. */
+  ISO_DASSERT(h->old.black_count == 0);
+  gc_old_black_flush(iso);
   iso->inl.barrier_flags &= ~GC_BARRIER_MARKING;
   if (h->flags & ISO_ISOLATE_VERIFY_HEAP) {
     if (gc_verify_marking(iso) != ISO_OK) {

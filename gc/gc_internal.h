@@ -75,8 +75,12 @@ void gc_runtime_request_collections(iso_runtime *rt);
 void gc_old_retire_lab(iso_isolate *iso);
 void gc_old_release_all(iso_isolate *iso);
 /* Counts [from, to) of the LAB, which the inline paths filled, as old
- * allocation; black while marking. Owner only. */
+ * allocation; while marking, its objects are to be made black, which may
+ * wait for gc_old_black_flush (Note [Black LABs, in batches] in old.c).
+ * Owner only. */
 void gc_old_lab_used(iso_isolate *iso, char *from, char *to);
+/* Makes black every LAB that gc_old_lab_used left waiting. Owner. */
+void gc_old_black_flush(iso_isolate *iso);
 /* A free block of at least bytes from the adopted pages' chains or the
  * free lists, unlinked (no page is adopted, swept or added); NULL if none
  * is at hand. Owner only. */

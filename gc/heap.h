@@ -97,6 +97,9 @@ typedef struct gc_young {
   char *saved_top;
 } gc_young;
 
+/* LABs whose black marking waits to be done together. */
+#define GC_BLACK_BATCH 32
+
 typedef struct gc_old {
   gc_page *pages;
   size_t page_count;
@@ -119,6 +122,12 @@ typedef struct gc_old {
   size_t initial_limit;
   size_t trigger;              /* gc_old_used() that starts a cycle */
   uint64_t allocated;          /* bytes ever allocated here (promotion too) */
+  /* Note [Black LABs, in batches] (gc/old.c): LABs used while marking
+   * whose objects are still to be made black. */
+  struct {
+    char *from, *to;
+  } black[GC_BLACK_BATCH];
+  unsigned black_count;
 } gc_old;
 
 #define GC_MAX_CALLBACKS 8

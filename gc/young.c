@@ -202,6 +202,7 @@ void gc_lab_detach(iso_isolate *iso) {
   y->pretenured_bytes += used;
   y->pretenured_total += used;
   gc_old_lab_used(iso, o->lab_start, top);
+  gc_old_black_flush(iso);
   o->lab_start = NULL;
   set_area(iso, y->saved_top, y->real_limit);
   y->saved_top = NULL;
