@@ -78,7 +78,6 @@ typedef struct gc_page {
   /* Listed in the owner's heap.rset_pages at rset_index - 1 (some
    * rsetbits may be set); 0: not listed, no bit set. Owner only. */
   uint32_t rset_index;
-  bool committed;      /* pool: false once the memory was given back */
   /* normal pages: markbits, rsetbits, then rset_summary */
   uint64_t inline_bits[];
 } gc_page;
