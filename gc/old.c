@@ -379,7 +379,7 @@ static void mark_range_black(char *from, char *to) {
  * well, so each waited for the misses of the stores that had just filled
  * the hole: 12% of old_churn's program thread sat on those ORs. So the
  * used LABs wait in old.black, their bitmap words fetched for writing
- * (computed from the address, as gc_mark_prefetch does, not loaded), and
+ * (gc_mark_prefetch: computed from the address, not loaded), and
  * are made black GC_BLACK_BATCH at a time, their lines in cache by then.
  *   Objects are white a little longer, as they were already between their
  * allocation and the LAB's end: a marker that meets one meanwhile shades
@@ -390,13 +390,6 @@ static void mark_range_black(char *from, char *to) {
  * detaches first (try_finish in concurrent.c; a parked isolate detached
  * when it parked), and finish_marking flushes again and asserts that
  * nothing waits. */
-static void black_prefetch(const char *from) {
-  gc_page *p = gc_page_of(from);
-  size_t word = ((size_t)(from - (const char *)p) - GC_PAGE_HEADER_SIZE) / 512;
-  __builtin_prefetch(p); /* area_start and markbits */
-  gc_prefetch_write(&p->inline_bits[word]);
-}
-
 void gc_old_black_flush(iso_isolate *iso) {
   gc_old *o = &iso->heap.old;
   for (unsigned i = 0; i < o->black_count; i++)
@@ -411,7 +404,7 @@ void gc_old_lab_used(iso_isolate *iso, char *from, char *to) {
   h->allocated_bytes_total += bytes;
   o->allocated += bytes;
   if (!bytes || !gc_marking_active(h)) return;
-  black_prefetch(from);
+  gc_mark_prefetch((iso_value)(uintptr_t)from);
   o->black[o->black_count].from = from;
   o->black[o->black_count].to = to;
   if (++o->black_count == GC_BLACK_BATCH) gc_old_black_flush(iso);
